@@ -41,6 +41,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"params key `{key}` must be a list, got {value!r}")
         elem = args[0]
         return tuple(_convert(v, elem, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"params key `{key}` must be true or false, got {value!r}")

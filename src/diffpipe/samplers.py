@@ -1,0 +1,100 @@
+"""Reverse-process samplers: DDPM ancestral sampling and DDIM. They know nothing of the network.
+
+References
+- Ho et al. 2020 (DDPM), Algorithm 2 and eq. 11: mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps) / sqrt(alpha_t);
+  sigma_t² = beta_tilde_t (eq. 7).
+- Song, Meng, Ermon 2021 (DDIM), eq. 12 (the generalised update) and eq. 16 (sigma(eta)).
+  With eta = 1 over all T steps, eq. 12 is exactly DDPM's update (tested).
+
+`eps_fn(x_t, t)` returns the predicted noise for a batch at integer timesteps t (B,).
+Randomness comes from an `ImageNoise`: one generator per image seeded `first_seed + i` (EDM habit), so an
+image does not change with the batch size or the device count.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .schedule import NoiseSchedule
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step index, t, x_t, x0_pred)
+
+
+class ImageNoise:
+    """Per-image Gaussian noise streams: image i draws from a generator seeded with seeds[i]."""
+
+    def __init__(self, seeds: Sequence[int], image_shape: tuple[int, ...], device: torch.device | str = "cpu"):
+        self.shape = tuple(image_shape)
+        self.device = torch.device(device)
+        self.generators = [torch.Generator(self.device).manual_seed(int(s)) for s in seeds]
+
+    def randn(self) -> torch.Tensor:
+        """(B, *image_shape) standard normal, one draw per image generator."""
+        return torch.stack([torch.randn(self.shape, generator=g, device=self.device) for g in self.generators])
+
+
+@torch.no_grad()
+def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
+                callback: Optional[StepCallback] = None) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over all T steps; returns x_0 (unclamped).
+
+    Notation: betas -> beta_t, alphas -> alpha_t, alpha_bar -> ᾱ_t, posterior_variance -> sigma_t² = beta_tilde_t.
+    """
+    x = noise.randn()  # x_T ~ N(0, I)
+    batch = x.shape[0]
+    for i, t in enumerate(range(schedule.num_timesteps - 1, -1, -1)):
+        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
+        eps_pred = eps_fn(x, t_batch).float()
+        beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bar[t]
+        # 1. Posterior mean, eq. 11.
+        mean = (x - beta / (1.0 - alpha_bar).sqrt() * eps_pred) / alpha.sqrt()
+        if callback is not None:
+            callback(i, t, x, schedule.predict_x0(x, t_batch, eps_pred))
+        # 2. Add noise with sigma_t² = beta_tilde_t (eq. 7) except at the last step.
+        if t > 0:
+            x = mean + schedule.posterior_variance[t].sqrt() * noise.randn()
+        else:
+            x = mean
+    return x
+
+
+def ddim_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
+    """S timesteps evenly spread over {0 … T-1}, both ends included, descending (T-1 first)."""
+    if not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f"num_steps must be in [1, {num_timesteps}], got {num_steps}")
+    ts = np.unique(np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(int))
+    return [int(t) for t in ts[::-1]]
+
+
+@torch.no_grad()
+def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise, num_steps: int, eta: float = 0.0,
+                callback: Optional[StepCallback] = None) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq. 12) over S = num_steps timesteps; eta = 0 deterministic, 1 = DDPM-like.
+
+    Notation: alpha_bar[t] -> ᾱ_t (the paper's α_t), alpha_bar_prev -> ᾱ at the next (smaller) timestep of
+    the sub-sequence, 1 after the last; sigma -> σ_t(η) of eq. 16.
+    """
+    x = noise.randn()  # x_T ~ N(0, I)
+    batch = x.shape[0]
+    timesteps = ddim_timesteps(schedule.num_timesteps, num_steps)
+    one = torch.ones((), device=x.device)
+    for i, t in enumerate(timesteps):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        alpha_bar = schedule.alpha_bar[t]
+        alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else one
+        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
+        eps_pred = eps_fn(x, t_batch).float()
+        # 1. "Predicted x_0" term of eq. 12.
+        x0_pred = (x - (1.0 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
+        if callback is not None:
+            callback(i, t, x, x0_pred)
+        # 2. sigma_t(eta), eq. 16.
+        sigma = eta * ((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)).sqrt()
+        # 3. Eq. 12: x_{t-1} = sqrt(ᾱ_prev) x0_pred + sqrt(1 - ᾱ_prev - σ²) eps_pred + σ z.
+        x = alpha_bar_prev.sqrt() * x0_pred + (1.0 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps_pred
+        if eta > 0 and t_prev >= 0:
+            x = x + sigma * noise.randn()
+    return x
