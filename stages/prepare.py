@@ -1,4 +1,4 @@
-"""Stage `prepare`: training and reference CSVs -> uint8 .npy arrays, a preview grid, a data report.
+"""Stage `prepare`: training and reference CSVs or image folders -> uint8 .npy arrays, a preview, a report.
 
 Params: section `prepare` (row limits, preview size). Every input is read and checked before any
 output is written, so a bad CSV leaves the previous outputs as they were.
@@ -10,13 +10,16 @@ import argparse
 from diffpipe import csv_data, images, io
 from diffpipe.cli import run_main
 from diffpipe.config import load_params, section
-from diffpipe.prepare import ImageSet, PrepareConfig, prepare
+from diffpipe.prepare import ImageSet, PrepareConfig, folder_sets, prepare
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-csv", required=True, help="training images (digit-recognizer CSV)")
-    parser.add_argument("--reference-csv", required=True, help="held-out real images for FID/KID (same layout)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train-csv", help="training images (digit-recognizer CSV)")
+    source.add_argument("--train-dir", help="training images: a folder of image files (recursive)")
+    parser.add_argument("--reference-csv", help="held-out real images for FID/KID (same CSV layout)")
+    parser.add_argument("--reference-dir", help="held-out real images as a folder (else a seeded split of --train-dir)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out-train", required=True, help="output .npy, uint8 (N, C, H, W)")
     parser.add_argument("--out-reference", required=True, help="output .npy, uint8 (N, C, H, W)")
@@ -33,7 +36,14 @@ def read_set(path: str) -> ImageSet:
 def main() -> None:
     args = parse_args()
     cfg = section(load_params(args.params), "prepare", PrepareConfig)
-    train, reference, report = prepare(read_set(args.train_csv), read_set(args.reference_csv), cfg)
+    if args.train_csv:
+        if not args.reference_csv:
+            raise io.PipelineError("--reference-csv is required with --train-csv")
+        train_in, reference_in, extra = read_set(args.train_csv), read_set(args.reference_csv), {}
+    else:
+        train_in, reference_in, extra = folder_sets(args.train_dir, args.reference_dir, cfg)
+    train, reference, report = prepare(train_in, reference_in, cfg)
+    report.update(extra)
     io.write_npy(args.out_train, train.images)
     io.write_npy(args.out_reference, reference.images)
     images.save_grid(args.preview, train.images[: cfg.preview_count], scale=2)

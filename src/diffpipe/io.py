@@ -63,3 +63,16 @@ def read_json(path: str | os.PathLike):
         raise PipelineError(f"{path}: file not found") from None
     except json.JSONDecodeError as e:
         raise PipelineError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_image_array(path: str | os.PathLike) -> np.ndarray:
+    """A prepared/generated image array: uint8 (N, C, H, W) .npy, or a one-line PipelineError."""
+    try:
+        images = np.load(path)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"{path}: not a readable .npy array ({e})") from None
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise PipelineError(f"{path}: expected a uint8 array (N, C, H, W), got {images.dtype} {images.shape}")
+    return images

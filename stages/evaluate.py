@@ -1,0 +1,61 @@
+"""Stage `evaluate`: FID / KID of the samples against the cached reference features, plus the loss plot.
+
+Params: section `evaluate`. The protocol (N real, N generated, extractor, KID subsets) goes into the
+metrics file so numbers from different runs are only compared when they were measured the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from diffpipe import fid, io
+from diffpipe.cli import run_main
+from diffpipe.config import load_params, section
+from diffpipe.plots import plot_loss, read_csv_rows
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", required=True, help="generated images, uint8 (N, C, H, W) .npy")
+    p.add_argument("--reference-features", required=True, help="cached Inception features of the real images")
+    p.add_argument("--weights", required=True, help="converted Inception weights (.pth)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--loss-steps", required=True)
+    p.add_argument("--loss-epochs", required=True)
+    p.add_argument("--metrics", required=True, help="output metrics JSON")
+    p.add_argument("--loss-plot", required=True, help="output PNG of the training loss")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = section(load_params(args.params), "evaluate", fid.EvalConfig)
+    samples = io.read_image_array(args.samples)
+    real = np.load(args.reference_features)
+    if len(real) != cfg.num_real:
+        raise io.PipelineError(f"{args.reference_features} has {len(real)} feature rows but evaluate.num_real is "
+                               f"{cfg.num_real}: re-run the reference_features stage (dvc repro)")
+    device = fid.resolve_device(cfg.device)
+    start = time.perf_counter()
+    fake = fid.extract_features(samples, args.weights, device, cfg.batch_size, progress=True)
+    feature_seconds = time.perf_counter() - start
+    kid_mean, kid_std = fid.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
+    plot_loss(read_csv_rows(args.loss_steps), read_csv_rows(args.loss_epochs), args.loss_plot)
+    io.write_json(args.metrics, {
+        "fid": fid.fid_from_features(real, fake),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "num_real": int(len(real)),
+        "num_generated": int(len(fake)),
+        "extractor": "InceptionV3 pool3 2048-d (torch-fidelity, FID weights pt_inception-2015-12-05)",
+        "kid_subset_size": cfg.kid_subset_size,
+        "kid_subsets": cfg.kid_subsets,
+        "feature_s_per_img": feature_seconds / len(samples),
+        "device": device,
+    })
+
+
+if __name__ == "__main__":
+    run_main(main)

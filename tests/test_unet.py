@@ -1,0 +1,77 @@
+"""System A U-Net: shapes for several configs, gradients reach every parameter, config errors name keys."""
+import pytest
+import torch
+
+from diffpipe.config import ConfigError
+from diffpipe.models import ModelConfig, build_model
+from diffpipe.unet import SelfAttention, UNet, UNetConfig, sinusoidal_embedding
+
+REDUCED = UNetConfig()  # SPEC System A reported run
+FULL = UNetConfig(down_ch=(32, 64, 128, 256), mid_ch=(256, 256, 128), up_ch=(256, 128, 64, 16),
+                  down_sample=(True, True, False), num_down_layers=2, num_mid_layers=2, num_up_layers=2,
+                  attn_down=(True, True, True), attn_up=(True, True, True))
+TINY_RGB = UNetConfig(down_ch=(8, 16, 32), mid_ch=(32, 32), up_ch=(32, 16, 8), t_emb_dim=16,
+                      attn_down=(False, False), attn_mid=False, attn_up=(False, False))
+
+
+@pytest.mark.parametrize("cfg, channels, size", [(REDUCED, 1, 28), (FULL, 1, 28), (TINY_RGB, 3, 32), (TINY_RGB, 1, 16)])
+def test_output_shape_matches_input(cfg, channels, size):
+    torch.manual_seed(0)
+    model = UNet(cfg, channels)
+    x = torch.randn(2, channels, size, size)
+    out = model(x, torch.tensor([0.0, 999.0]))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_parameter_counts_of_source_configs():
+    # Pinned so an accidental architecture change is noticed (SPEC's blocks, channel lists, layer counts).
+    assert sum(p.numel() for p in UNet(REDUCED, 1).parameters()) == 1_596_673
+    assert sum(p.numel() for p in UNet(FULL, 1).parameters()) == 10_846_433
+
+
+def test_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    model = UNet(REDUCED, 1)
+    x = torch.randn(2, 1, 28, 28)
+    model(x, torch.tensor([3.0, 500.0])).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert missing == []
+
+
+def test_sdpa_and_plain_attention_agree():
+    torch.manual_seed(0)
+    attn = SelfAttention(32, 8, 4)
+    x = torch.randn(2, 32, 7, 7)
+    fast = attn(x)
+    SelfAttention.use_sdpa = False
+    try:
+        plain = attn(x)
+    finally:
+        SelfAttention.use_sdpa = True
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-4)
+
+
+def test_time_embedding_formula():
+    emb = sinusoidal_embedding(torch.tensor([0.0, 10.0]), 8)
+    assert emb.shape == (2, 8)
+    torch.testing.assert_close(emb[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+    # i = 1 of d = 8: f = 10000^(2/8) = 10
+    assert emb[1, 1].item() == pytest.approx(torch.sin(torch.tensor(1.0)).item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"up_ch": (128, 32, 16)}, "model.up_ch"),
+    ({"down_ch": (32, 64, 124)}, "model.down_ch"),  # not divisible by 8 groups
+    ({"down_sample": (True,)}, "model.down_sample"),
+    ({"mid_ch": (64, 128)}, "model.mid_ch"),
+    ({"attn_up": (True,)}, "model.attn_up"),
+    ({"num_mid_layers": 0}, "model.num_mid_layers"),
+])
+def test_bad_network_params_name_the_key(kwargs, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        UNetConfig(**kwargs)
+
+
+def test_image_size_not_divisible_by_downsampling():
+    with pytest.raises(ConfigError, match=r"model\.down_sample.*30"):
+        build_model(ModelConfig(), 1, 30)
