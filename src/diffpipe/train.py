@@ -75,8 +75,16 @@ def ema_decay_at(step: int, cfg: TrainConfig) -> float:
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema ← decay · ema + (1 - decay) · θ, as one foreach lerp over all parameters."""
+    """ema ← decay · ema + (1 - decay) · θ, as one foreach lerp over all parameters and float buffers
+    (BatchNorm running statistics, as the Keras source averages all of its network's weights)."""
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+    pairs = [(e, m) for e, m in zip(ema.buffers(), model.buffers())]
+    floats = [(e, m) for e, m in pairs if e.is_floating_point()]
+    if floats:
+        torch._foreach_lerp_([e for e, _ in floats], [m for _, m in floats], 1.0 - decay)
+    for e, m in pairs:
+        if not e.is_floating_point():
+            e.copy_(m)
 
 
 @dataclass

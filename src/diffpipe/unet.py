@@ -245,6 +245,8 @@ class UpC(nn.Module):
 
 
 class UNet(nn.Module):
+    conditioning = "timestep"
+
     def __init__(self, cfg: UNetConfig, image_channels: int):
         super().__init__()
         self.cfg, self.image_channels = cfg, image_channels

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole pipeline on a tiny configuration (a few minutes on a 2-core CPU), as a DVC experiment:
+# used by tests/test_e2e.py and by .github/workflows/pipeline.yml. Extra arguments go to `dvc exp run`.
+set -euo pipefail
+dvc exp run "$@" \
+  -S prepare.train_limit=256 -S prepare.reference_limit=64 \
+  -S 'model.unet.down_ch=[16,32,64]' -S 'model.unet.mid_ch=[64,64]' -S 'model.unet.up_ch=[64,32,16]' \
+  -S model.unet.t_emb_dim=32 \
+  -S train.epochs=2 -S train.batch_size=64 -S train.log_every=2 -S train.grid_images=4 -S train.grid_steps=4 \
+  -S sample.num_images=24 -S sample.steps=4 -S sample.batch_size=12 -S sample.grid_images=16 \
+  -S evaluate.num_real=24 -S evaluate.batch_size=24 -S evaluate.kid_subset_size=12 -S evaluate.kid_subsets=10

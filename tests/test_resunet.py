@@ -1,0 +1,59 @@
+"""SPEC System B residual U-Net: shapes, zero-initialised output, conditioning on the noise variance."""
+import pytest
+import torch
+
+from diffpipe.config import ConfigError
+from diffpipe.models import ModelConfig, build_model, conditioning
+from diffpipe.resunet import ResUNet, ResUNetConfig, noise_embedding
+from diffpipe.schedule import DiffusionConfig, NoiseSchedule
+from diffpipe.train import ema_update
+
+
+@pytest.mark.parametrize("widths, depth, channels, size", [((16, 24, 32), 2, 3, 64), ((8, 16), 1, 1, 28), ((8, 8, 8, 8), 1, 3, 32)])
+def test_shapes_and_zero_output_at_init(widths, depth, channels, size):
+    model = ResUNet(ResUNetConfig(widths=widths, block_depth=depth), channels)
+    x = torch.randn(2, channels, size, size)
+    out = model(x, torch.tensor([0.1, 0.9]))
+    assert out.shape == x.shape
+    assert torch.count_nonzero(out) == 0  # zero-initialised 1×1 output conv, as in the source
+
+
+def test_gradients_reach_the_first_layers_after_one_step():
+    torch.manual_seed(0)
+    model = ResUNet(ResUNetConfig(widths=(8, 16), block_depth=1), 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, v = torch.randn(4, 3, 8, 8), torch.rand(4)
+    for _ in range(2):  # step 1 moves the zero output conv; step 2 reaches every layer
+        opt.zero_grad()
+        (model(x, v) - x).abs().mean().backward()
+        opt.step()
+    assert all(p.grad is not None and torch.any(p.grad != 0) for p in model.parameters())
+
+
+def test_noise_embedding_frequencies():
+    e = noise_embedding(torch.tensor([0.0, 0.5]), 32, 1.0, 1000.0)
+    assert e.shape == (2, 32)
+    torch.testing.assert_close(e[0], torch.tensor([0.0] * 16 + [1.0] * 16))
+    # lowest frequency 1: sin(2π · 1 · 0.5) = 0
+    assert e[1, 0].item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_resunet_is_conditioned_on_noise_variance():
+    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=100, schedule="angle"))
+    model = build_model(ModelConfig(arch="resunet", resunet=ResUNetConfig(widths=(8, 16), block_depth=1)), 3, 8)
+    t = torch.tensor([0, 99])
+    torch.testing.assert_close(conditioning(model, s, t), 1 - s.alpha_bar[t])
+
+
+def test_ema_averages_batchnorm_statistics():
+    a = ResUNet(ResUNetConfig(widths=(8, 16), block_depth=1), 3)
+    b = ResUNet(ResUNetConfig(widths=(8, 16), block_depth=1), 3)
+    a.train()(torch.randn(4, 3, 8, 8) * 3 + 2, torch.rand(4))  # moves a's running stats
+    ema_update(b, a, 0.5)
+    name = "down.0.0.norm.running_mean"
+    torch.testing.assert_close(dict(b.named_buffers())[name], 0.5 * dict(a.named_buffers())[name])
+
+
+def test_image_size_must_fit_the_pooling():
+    with pytest.raises(ConfigError, match=r"model\.resunet\.widths"):
+        build_model(ModelConfig(arch="resunet", resunet=ResUNetConfig(widths=(8, 16, 32))), 3, 30)
