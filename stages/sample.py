@@ -38,7 +38,7 @@ def main() -> None:
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
     images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg.sampler, cfg.num_images,
                                      cfg.first_seed, cfg.batch_size, cfg.steps, cfg.eta,
-                                     autocast_dtype(cfg.precision))
+                                     autocast_dtype(cfg.precision), norm=loaded.norm)
     io.write_npy(args.out, images)
     save_grid(args.grid, images[: cfg.grid_images], scale=2)
     write_pixel_csv(args.csv, images)

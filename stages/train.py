@@ -47,11 +47,11 @@ def main() -> None:
     grids_out.parent.mkdir(parents=True, exist_ok=True)
     grids_tmp = Path(tempfile.mkdtemp(dir=grids_out.parent, prefix=f".{grids_out.name}."))
 
-    def write_grid(epoch, ema_model, schedule):
+    def write_grid(epoch, ema_model, schedule, norm):
         if cfg.grid_images == 0:
             return
         samples = generate(ema_model, schedule, images.shape[1:], "ddim", cfg.grid_images, cfg.seed,
-                           cfg.grid_images, steps=cfg.grid_steps, progress=False)
+                           cfg.grid_images, steps=cfg.grid_steps, progress=False, norm=norm)
         save_grid(grids_tmp / f"epoch_{epoch:03d}.png", samples, scale=2)
 
     try:

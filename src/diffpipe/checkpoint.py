@@ -11,6 +11,7 @@ import torch.nn as nn
 from .config import from_dict
 from .io import PipelineError, atomic_path
 from .models import ModelConfig, build_model
+from .normalize import ChannelNorm
 from .schedule import DiffusionConfig
 
 
@@ -25,6 +26,7 @@ class LoadedModel:
     diffusion: DiffusionConfig
     model_cfg: ModelConfig
     image_shape: tuple[int, int, int]  # (C, H, W)
+    norm: ChannelNorm
     checkpoint: dict
 
 
@@ -44,4 +46,5 @@ def load_model(path: str | os.PathLike, device: torch.device, weights: str = "em
     model = build_model(model_cfg, c, h)
     model.load_state_dict(ckpt[weights])
     model.to(device).eval().requires_grad_(False)
-    return LoadedModel(model, diffusion, model_cfg, (c, h, w), ckpt)
+    norm = ChannelNorm(**{k: tuple(v) for k, v in ckpt["data_norm"].items()})
+    return LoadedModel(model, diffusion, model_cfg, (c, h, w), norm, ckpt)

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .config import require
 from .models import make_eps_fn
+from .normalize import ChannelNorm
 from .pixels import to_uint8
 from .samplers import ImageNoise, ddim_sample, ddpm_sample
 from .schedule import NoiseSchedule
@@ -39,7 +40,8 @@ class SampleConfig:
 
 def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
              sampler: str, num_images: int, first_seed: int, batch_size: int, steps: int = 50, eta: float = 0.0,
-             autocast_dtype: torch.dtype | None = None, progress: bool = True) -> np.ndarray:
+             autocast_dtype: torch.dtype | None = None, progress: bool = True,
+             norm: ChannelNorm | None = None) -> np.ndarray:
     """N images as uint8 (N, C, H, W); image i depends only on seed first_seed + i, not on the batching."""
     device = next(model.parameters()).device
     eps_fn = make_eps_fn(model, schedule, autocast_dtype)
@@ -51,6 +53,8 @@ def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple
             x0 = ddpm_sample(eps_fn, schedule, noise)
         else:
             x0 = ddim_sample(eps_fn, schedule, noise, num_steps=min(steps, schedule.num_timesteps), eta=eta)
+        if norm is not None:
+            x0 = norm.invert(x0)
         out[start:start + len(seeds)] = to_uint8(x0).cpu().numpy()
     return out
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .config import require, to_dict
 from .models import ModelConfig, build_model, make_eps_fn
+from .normalize import ChannelNorm
 from .pixels import to_model_range
 from .schedule import DiffusionConfig, NoiseSchedule
 
@@ -32,7 +33,8 @@ class TrainConfig:
     lr: float = 1.0e-4
     loss: Literal["mse", "l1"] = "mse"
     ema_decay: float = 0.999
-    ema_warmup: bool = True  # decay_t = min(decay, (1 + step) / (10 + step)): early EMA tracks the weights
+    ema_warmup: bool = True
+    normalize: bool = False  # per-channel mean/std normalisation of the data (SPEC System B)  # decay_t = min(decay, (1 + step) / (10 + step)): early EMA tracks the weights
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -96,9 +98,9 @@ class TrainResult:
 
 
 def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig, cfg: TrainConfig,
-          on_epoch_end: Optional[Callable[[int, nn.Module, NoiseSchedule], None]] = None,
+          on_epoch_end: Optional[Callable[[int, nn.Module, NoiseSchedule, ChannelNorm], None]] = None,
           progress: bool = True) -> TrainResult:
-    """Train on uint8 images (N, C, H, W). `on_epoch_end(epoch, ema_model, schedule)` e.g. writes a grid."""
+    """Train on uint8 images (N, C, H, W). `on_epoch_end(epoch, ema_model, schedule, norm)` e.g. writes a grid."""
     n, c, h, w = images.shape
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -111,6 +113,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     forward = torch.compile(model) if cfg.compile else model
     eps_fn = make_eps_fn(forward, schedule, autocast_dtype(cfg.precision))
 
+    norm = ChannelNorm.measure(images) if cfg.normalize else ChannelNorm.identity(c)
     data = torch.from_numpy(images).to(device)  # uint8, resident on the device
     gen = torch.Generator(device).manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -126,7 +129,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         epoch_start = time.perf_counter()
         for b in bar:
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x0 = to_model_range(data[idx]).contiguous(memory_format=memory_format)  # (B, C, H, W) in [-1, 1]
+            x0 = norm.apply(to_model_range(data[idx])).contiguous(memory_format=memory_format)  # (B, C, H, W)
             t = torch.randint(0, diffusion.num_timesteps, (len(idx),), generator=gen, device=device)
             eps = torch.randn(x0.shape, generator=gen, device=device)
             x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
@@ -156,10 +159,10 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         if best is None or epoch_loss < best["loss"]:
             # SPEC System A keeps the checkpoint with the lowest mean epoch loss.
             best = {"loss": epoch_loss, "checkpoint": make_checkpoint(
-                model, ema, optimizer, step, epoch + 1, epoch_loss, gen, diffusion, model_cfg, cfg, images.shape)}
+                model, ema, optimizer, step, epoch + 1, epoch_loss, gen, diffusion, model_cfg, cfg, images.shape, norm)}
         if on_epoch_end is not None:
             ema.eval()
-            on_epoch_end(epoch + 1, ema, schedule)
+            on_epoch_end(epoch + 1, ema, schedule, norm)
     wall = time.perf_counter() - start
     final = epoch_losses[-1]["loss"]
     metrics = {
@@ -183,7 +186,8 @@ def _cpu_state(module: nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
 
 
-def make_checkpoint(model, ema, optimizer, step, epoch, loss, gen, diffusion, model_cfg, cfg, data_shape) -> dict:
+def make_checkpoint(model, ema, optimizer, step, epoch, loss, gen, diffusion, model_cfg, cfg, data_shape,
+                    norm: ChannelNorm) -> dict:
     """Self-describing checkpoint: weights, EMA weights, optimizer, step, RNG state and the configs."""
     return {
         "format": "diffpipe-checkpoint-v1",
@@ -196,6 +200,7 @@ def make_checkpoint(model, ema, optimizer, step, epoch, loss, gen, diffusion, mo
         "rng": {"torch": torch.get_rng_state(), "generator": gen.get_state().cpu()},
         "config": {"diffusion": to_dict(diffusion), "model": _nested_dict(model_cfg), "train": to_dict(cfg)},
         "image_shape": list(data_shape[1:]),  # (C, H, W)
+        "data_norm": norm.to_dict(),
     }
 
 
