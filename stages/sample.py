@@ -17,6 +17,7 @@ from diffpipe.images import save_grid
 from diffpipe.sample import SampleConfig, timed_generate
 from diffpipe.schedule import NoiseSchedule
 from diffpipe.train import autocast_dtype, resolve_device
+from diffpipe.visualize import visualize
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,6 +28,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--grid", required=True, help="output PNG grid of the first sample.grid_images images")
     p.add_argument("--csv", required=True, help="output CSV in the source's pixel0… format (1-channel data)")
     p.add_argument("--metrics", required=True, help="output metrics JSON")
+    p.add_argument("--process-gif", required=True, help="output GIF of the reverse process for a few seeds")
+    p.add_argument("--process-strip", required=True, help="output PNG: x0-predictions at chosen steps, a row per seed")
     return p.parse_args()
 
 
@@ -39,6 +42,9 @@ def main() -> None:
     images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg.sampler, cfg.num_images,
                                      cfg.first_seed, cfg.batch_size, cfg.steps, cfg.eta,
                                      autocast_dtype(cfg.precision), norm=loaded.norm)
+    strip_t = visualize(loaded.model, schedule, loaded.image_shape,
+                        range(cfg.first_seed, cfg.first_seed + cfg.process_seeds), cfg.sampler, cfg.steps, cfg.eta,
+                        cfg.process_frames, args.process_gif, args.process_strip, cfg.strip_columns, loaded.norm)
     io.write_npy(args.out, images)
     save_grid(args.grid, images[: cfg.grid_images], scale=2)
     write_pixel_csv(args.csv, images)
@@ -53,6 +59,7 @@ def main() -> None:
         "device": str(device),
         "first_seed": cfg.first_seed,
         "pixel_mean": float(np.mean(images) / 255.0),
+        "strip_timesteps": strip_t,
     })
 
 

@@ -16,8 +16,10 @@ from .schedule import DiffusionConfig
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    # Saved through a file object: given a path, torch.save records the (random) temp file name in the
+    # archive, and identical checkpoints would hash differently for DVC.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
 
 
 @dataclass

@@ -62,8 +62,9 @@ def load_extractor(weights_path: str | os.PathLike, device: str) -> torch.nn.Mod
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     extractor = FeatureExtractorInceptionV3(FEATURE_EXTRACTOR_NAME, ["2048"], feature_extractor_weights_path=str(weights_path))
-    # channels_last weights make the convolutions run channels_last: on a 2-core CPU, 28x28 inputs at batch
-    # 200 took 112 ms/img instead of 348 ms/img, with features equal to within 4e-6.
+    # channels_last weights make the convolutions run channels_last: about 1.5x faster on a 2-core CPU
+    # (28x28 inputs, median of 3: 106 vs 159 ms/img at batch 50, 111 vs 196 at batch 200), features equal
+    # to within 4e-6.
     return extractor.to(device=device, memory_format=torch.channels_last)
 
 

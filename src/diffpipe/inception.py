@@ -161,7 +161,8 @@ def convert_weights(out_path: str | os.PathLike) -> dict:
     source = list(scripted.named_parameters())
     state_dict = map_parameters(source, target_state_dict())
     with atomic_path(out_path) as tmp:
-        torch.save(state_dict, tmp)
+        with open(tmp, "wb") as f:  # a file object, not a path: the archive then does not embed the temp name
+            torch.save(state_dict, f)
         # Load the saved file exactly as torch-fidelity will (strict load_state_dict).
         extractor = FeatureExtractorInceptionV3(FEATURE_EXTRACTOR_NAME, ["2048"], feature_extractor_weights_path=str(tmp))
         diff = max_feature_diff(extractor, scripted, probe_images())

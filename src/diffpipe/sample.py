@@ -28,6 +28,9 @@ class SampleConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     grid_images: int = 64
+    process_seeds: int = 4  # reverse-process pictures for seeds first_seed … first_seed + process_seeds - 1
+    process_frames: int = 40  # GIF frames (evenly spaced steps)
+    strip_columns: int = 8  # x0-prediction columns in the strip
 
     def __post_init__(self):
         require(self.num_images >= 1, "sample.num_images", f"must be >= 1, got {self.num_images}")
@@ -36,6 +39,9 @@ class SampleConfig:
         require(self.batch_size >= 1, "sample.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.first_seed >= 0, "sample.first_seed", f"must be >= 0, got {self.first_seed}")
         require(self.grid_images >= 1, "sample.grid_images", f"must be >= 1, got {self.grid_images}")
+        require(self.process_seeds >= 1, "sample.process_seeds", f"must be >= 1, got {self.process_seeds}")
+        require(self.process_frames >= 2, "sample.process_frames", f"must be >= 2, got {self.process_frames}")
+        require(self.strip_columns >= 2, "sample.strip_columns", f"must be >= 2, got {self.strip_columns}")
 
 
 def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
