@@ -16,7 +16,7 @@ from diffpipe.csv_data import write_pixel_csv
 from diffpipe.images import save_grid
 from diffpipe.sample import SampleConfig, timed_generate
 from diffpipe.schedule import NoiseSchedule
-from diffpipe.train import autocast_dtype, resolve_device
+from diffpipe.devices import autocast_dtype, resolve_device
 from diffpipe.visualize import visualize
 
 
@@ -26,7 +26,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", required=True, help="output .npy, uint8 (N, C, H, W)")
     p.add_argument("--grid", required=True, help="output PNG grid of the first sample.grid_images images")
-    p.add_argument("--csv", required=True, help="output CSV in the source's pixel0… format (1-channel data)")
+    p.add_argument("--csv", help="output CSV in the source's pixel0… format (1-channel data only)")
     p.add_argument("--metrics", required=True, help="output metrics JSON")
     p.add_argument("--process-gif", required=True, help="output GIF of the reverse process for a few seeds")
     p.add_argument("--process-strip", required=True, help="output PNG: x0-predictions at chosen steps, a row per seed")
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = section(load_params(args.params), "sample", SampleConfig)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "sample.device")
     loaded = load_model(args.checkpoint, device)
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
     images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg.sampler, cfg.num_images,
@@ -47,7 +47,8 @@ def main() -> None:
                         cfg.process_frames, args.process_gif, args.process_strip, cfg.strip_columns, loaded.norm)
     io.write_npy(args.out, images)
     save_grid(args.grid, images[: cfg.grid_images], scale=2)
-    write_pixel_csv(args.csv, images)
+    if args.csv:
+        write_pixel_csv(args.csv, images)
     steps = loaded.diffusion.num_timesteps if cfg.sampler == "ddpm" else min(cfg.steps, loaded.diffusion.num_timesteps)
     io.write_json(args.metrics, {
         "num_images": cfg.num_images,

@@ -2,10 +2,19 @@
 import pytest
 import yaml
 
+from pathlib import Path
+
 from diffpipe.config import ConfigError, from_dict, load_params, section
+from diffpipe.fid import EvalConfig
+from diffpipe.prepare import PrepareConfig
+from diffpipe.sample import SampleConfig
+from diffpipe.sweep import SweepConfig
+from diffpipe.timestep_loss import TimestepLossConfig
 from diffpipe.models import ModelConfig
 from diffpipe.schedule import DiffusionConfig
 from diffpipe.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_yaml_exponent_without_dot_is_rejected_with_hint():
@@ -32,10 +41,17 @@ def test_nested_section_keys_are_named_in_full():
         from_dict(ModelConfig, {"unet": {"down_ch": [32, "64", 128]}}, "model")
 
 
-def test_committed_params_load(tmp_path):
-    params = load_params("params.yaml")
-    for name, cls in (("diffusion", DiffusionConfig), ("model", ModelConfig), ("train", TrainConfig)):
-        section(params, name, cls)
+SECTIONS = {"prepare": PrepareConfig, "diffusion": DiffusionConfig, "model": ModelConfig, "train": TrainConfig,
+            "sample": SampleConfig, "evaluate": EvalConfig, "timestep_loss": TimestepLossConfig, "sweep": SweepConfig}
+
+
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", *sorted((ROOT / "systems").glob("*/params.yaml"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_committed_params_load(path):
+    params = load_params(path)
+    assert set(params) <= set(SECTIONS), f"unknown sections {set(params) - set(SECTIONS)}"
+    for name in params:
+        section(params, name, SECTIONS[name])
 
 
 def test_broken_yaml_is_one_line_error(tmp_path):

@@ -56,6 +56,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             hint = " (write exponents with a dot, e.g. 1.0e-4: YAML reads 1e-4 as text)" if isinstance(value, str) else ""
             raise ConfigError(f"params key `{key}` must be a number, got {value!r}{hint}")
         return float(value)
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"params key `{key}` must be a mapping, got {value!r}")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"params key `{key}` must be a string, got {value!r}")

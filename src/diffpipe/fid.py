@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from . import devices
 from .config import require
 from .io import PipelineError
 from .tv_compat import import_torch_fidelity
@@ -46,12 +47,8 @@ class EvalConfig:
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' if available else 'cpu'; 'cuda' without a GPU is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("params key `evaluate.device` is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
-    return device
+    """'auto' -> 'cuda' if available else 'cpu'; 'cuda' without a GPU is an error naming evaluate.device."""
+    return devices.resolve_device(device, "evaluate.device").type
 
 
 def load_extractor(weights_path: str | os.PathLike, device: str) -> torch.nn.Module:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import require, to_dict
+from .devices import autocast_dtype, resolve_device
 from .models import ModelConfig, build_model, make_eps_fn
 from .normalize import ChannelNorm
 from .pixels import to_model_range
@@ -52,19 +53,6 @@ class TrainConfig:
         require(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
         require(self.grid_images >= 0, "train.grid_images", f"must be >= 0, got {self.grid_images}")
         require(self.grid_steps >= 1, "train.grid_steps", f"must be >= 1, got {self.grid_steps}")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from .config import ConfigError
-        raise ConfigError("params key `train.device` is 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str) -> Optional[torch.dtype]:
-    return torch.bfloat16 if precision == "bf16" else None
 
 
 def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str) -> torch.Tensor:
@@ -102,7 +90,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
           progress: bool = True) -> TrainResult:
     """Train on uint8 images (N, C, H, W). `on_epoch_end(epoch, ema_model, schedule, norm)` e.g. writes a grid."""
     n, c, h, w = images.shape
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "train.device")
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, c, h).to(device)  # raises ConfigError before any training
     ema = copy.deepcopy(model).requires_grad_(False)

@@ -1,0 +1,62 @@
+"""Stage `sweep@<point>`: one sampler setting from the trained checkpoint -> FID/KID and s/img.
+
+Params: `sweep.num_images`, `sweep.batch_size`, `sweep.first_seed`, KID settings and `sweep.points.<point>`;
+`evaluate.batch_size` / `evaluate.device` for the Inception features. The real features are the cached
+reference features shared with `evaluate`.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from diffpipe import fid, io
+from diffpipe.checkpoint import load_model
+from diffpipe.cli import run_main
+from diffpipe.config import load_params, section
+from diffpipe.sample import generate
+from diffpipe.schedule import NoiseSchedule
+from diffpipe.sweep import SweepConfig
+from diffpipe.devices import resolve_device
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--point", required=True, help="name of the point under sweep.points")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--reference-features", required=True)
+    p.add_argument("--weights", required=True, help="converted Inception weights (.pth)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--metrics", required=True, help="output JSON for this point")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    params = load_params(args.params)
+    cfg = section(params, "sweep", SweepConfig)
+    ev = section(params, "evaluate", fid.EvalConfig)
+    point = cfg.point(args.point)
+    device = resolve_device(ev.device, "evaluate.device")
+    loaded = load_model(args.checkpoint, device)
+    schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
+    start = time.perf_counter()
+    images = generate(loaded.model, schedule, loaded.image_shape, point.sampler, cfg.num_images, cfg.first_seed,
+                      cfg.batch_size, point.steps, point.eta, norm=loaded.norm)
+    seconds = time.perf_counter() - start
+    real = np.load(args.reference_features)
+    fake = fid.extract_features(images, args.weights, device.type, ev.batch_size)
+    kid_mean, kid_std = fid.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, ev.seed)
+    steps = loaded.diffusion.num_timesteps if point.sampler == "ddpm" else min(point.steps, loaded.diffusion.num_timesteps)
+    io.write_json(args.metrics, {
+        "point": args.point, "sampler": point.sampler, "steps": steps,
+        "eta": 1.0 if point.sampler == "ddpm" else point.eta,
+        "fid": fid.fid_from_features(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
+        "num_images": cfg.num_images, "num_real": int(len(real)), "s_per_img": seconds / cfg.num_images,
+        "device": str(device),
+    })
+
+
+if __name__ == "__main__":
+    run_main(main)
