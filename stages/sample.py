@@ -41,10 +41,12 @@ def main() -> None:
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
     images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg.sampler, cfg.num_images,
                                      cfg.first_seed, cfg.batch_size, cfg.steps, cfg.eta,
-                                     autocast_dtype(cfg.precision), norm=loaded.norm)
+                                     autocast_dtype(cfg.precision), norm=loaded.norm,
+                                     clip_x0=cfg.clip_x0)
     strip_t = visualize(loaded.model, schedule, loaded.image_shape,
                         range(cfg.first_seed, cfg.first_seed + cfg.process_seeds), cfg.sampler, cfg.steps, cfg.eta,
-                        cfg.process_frames, args.process_gif, args.process_strip, cfg.strip_columns, loaded.norm)
+                        cfg.process_frames, args.process_gif, args.process_strip, cfg.strip_columns, loaded.norm,
+                        cfg.clip_x0)
     io.write_npy(args.out, images)
     save_grid(args.grid, images[: cfg.grid_images], scale=2)
     if args.csv:
@@ -55,6 +57,7 @@ def main() -> None:
         "sampler": cfg.sampler,
         "steps": steps,
         "eta": cfg.eta if cfg.sampler == "ddim" else 1.0,
+        "clip_x0": cfg.clip_x0,
         "seconds": seconds,
         "s_per_img": seconds / cfg.num_images,
         "device": str(device),

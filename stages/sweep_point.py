@@ -43,7 +43,7 @@ def main() -> None:
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
     start = time.perf_counter()
     images = generate(loaded.model, schedule, loaded.image_shape, point.sampler, cfg.num_images, cfg.first_seed,
-                      cfg.batch_size, point.steps, point.eta, norm=loaded.norm)
+                      cfg.batch_size, point.steps, point.eta, norm=loaded.norm, clip_x0=point.clip_x0)
     seconds = time.perf_counter() - start
     real = np.load(args.reference_features)
     fake = fid.extract_features(images, args.weights, device.type, ev.batch_size)
@@ -51,7 +51,7 @@ def main() -> None:
     steps = loaded.diffusion.num_timesteps if point.sampler == "ddpm" else min(point.steps, loaded.diffusion.num_timesteps)
     io.write_json(args.metrics, {
         "point": args.point, "sampler": point.sampler, "steps": steps,
-        "eta": 1.0 if point.sampler == "ddpm" else point.eta,
+        "eta": 1.0 if point.sampler == "ddpm" else point.eta, "clip_x0": point.clip_x0,
         "fid": fid.fid_from_features(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
         "num_images": cfg.num_images, "num_real": int(len(real)), "s_per_img": seconds / cfg.num_images,
         "device": str(device),

@@ -51,7 +51,8 @@ def main() -> None:
         if cfg.grid_images == 0:
             return
         samples = generate(ema_model, schedule, images.shape[1:], "ddim", cfg.grid_images, cfg.seed,
-                           cfg.grid_images, steps=cfg.grid_steps, progress=False, norm=norm)
+                           cfg.grid_images, steps=cfg.grid_steps, progress=False, norm=norm,
+                           clip_x0=not cfg.normalize)  # a preview: clamp x0 where the data range is [-1, 1]
         save_grid(grids_tmp / f"epoch_{epoch:03d}.png", samples, scale=2)
 
     try:
@@ -62,6 +63,7 @@ def main() -> None:
         io.write_json(args.metrics, result.metrics)
         if grids_out.exists():
             shutil.rmtree(grids_out)
+        grids_tmp.chmod(0o755)  # mkdtemp makes it private
         grids_tmp.rename(grids_out)
     finally:
         shutil.rmtree(grids_tmp, ignore_errors=True)

@@ -54,3 +54,25 @@ def test_images_do_not_depend_on_batch_size():
         np.testing.assert_array_equal(a, b)
         c = generate(model, s, (1, 8, 8), sampler, 2, first_seed=13, batch_size=2, steps=5, eta=eta, progress=False)
         np.testing.assert_array_equal(a[3:], c)  # image i depends only on seed first_seed + i
+
+
+def test_clipped_ddpm_mean_equals_eq11_when_x0_in_range():
+    """Eq. 7's posterior mean in terms of x0 equals eq. 11 whenever x0_pred needs no clamping."""
+    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=40))
+    torch.manual_seed(0)
+    x0 = torch.rand(3, 1, 4, 4) * 1.6 - 0.8
+
+    def oracle(x_t, t):
+        ab = s.alpha_bar[t].view(-1, 1, 1, 1)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    a = ddpm_sample(oracle, s, ImageNoise([1, 2, 3], (1, 4, 4)))
+    b = ddpm_sample(oracle, s, ImageNoise([1, 2, 3], (1, 4, 4)), clip_x0=True)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_clip_x0_keeps_ddim_inside_the_data_range():
+    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=50))
+    wild = lambda x, t: -3.0 * x  # noqa: E731 - a predictor that pushes x0 far outside [-1, 1]
+    out = ddim_sample(wild, s, ImageNoise(range(2), (1, 4, 4)), num_steps=10, clip_x0=True)
+    assert out.abs().max().item() <= 1.0 + 1e-5

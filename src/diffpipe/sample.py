@@ -23,6 +23,7 @@ class SampleConfig:
     num_images: int = 1000
     steps: int = 50  # DDIM only; DDPM always walks all T steps
     eta: float = 0.0
+    clip_x0: bool = False  # clamp x0_pred to [-1, 1] at every step (the source: no, only for display)
     batch_size: int = 250
     first_seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -47,7 +48,7 @@ class SampleConfig:
 def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
              sampler: str, num_images: int, first_seed: int, batch_size: int, steps: int = 50, eta: float = 0.0,
              autocast_dtype: torch.dtype | None = None, progress: bool = True,
-             norm: ChannelNorm | None = None) -> np.ndarray:
+             norm: ChannelNorm | None = None, clip_x0: bool = False) -> np.ndarray:
     """N images as uint8 (N, C, H, W); image i depends only on seed first_seed + i, not on the batching."""
     device = next(model.parameters()).device
     eps_fn = make_eps_fn(model, schedule, autocast_dtype)
@@ -56,9 +57,10 @@ def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple
         seeds = range(first_seed + start, first_seed + min(start + batch_size, num_images))
         noise = ImageNoise(seeds, image_shape, device)
         if sampler == "ddpm":
-            x0 = ddpm_sample(eps_fn, schedule, noise)
+            x0 = ddpm_sample(eps_fn, schedule, noise, clip_x0=clip_x0)
         else:
-            x0 = ddim_sample(eps_fn, schedule, noise, num_steps=min(steps, schedule.num_timesteps), eta=eta)
+            x0 = ddim_sample(eps_fn, schedule, noise, num_steps=min(steps, schedule.num_timesteps), eta=eta,
+                             clip_x0=clip_x0)
         if norm is not None:
             x0 = norm.invert(x0)
         out[start:start + len(seeds)] = to_uint8(x0).cpu().numpy()

@@ -38,10 +38,12 @@ class ImageNoise:
 
 @torch.no_grad()
 def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
-                callback: Optional[StepCallback] = None) -> torch.Tensor:
+                callback: Optional[StepCallback] = None, clip_x0: bool = False) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over all T steps; returns x_0 (unclamped).
 
     Notation: betas -> beta_t, alphas -> alpha_t, alpha_bar -> ᾱ_t, posterior_variance -> sigma_t² = beta_tilde_t.
+    clip_x0=False is the source's rule (eq. 11, x0_pred only reported); True clamps x0_pred to [-1, 1] and
+    uses the posterior mean of eq. 7 in terms of x0 (as Ho et al.'s released code does).
     """
     x = noise.randn()  # x_T ~ N(0, I)
     batch = x.shape[0]
@@ -49,10 +51,17 @@ def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
         t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
         eps_pred = eps_fn(x, t_batch).float()
         beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bar[t]
-        # 1. Posterior mean, eq. 11.
-        mean = (x - beta / (1.0 - alpha_bar).sqrt() * eps_pred) / alpha.sqrt()
+        x0_pred = schedule.predict_x0(x, t_batch, eps_pred)
+        if clip_x0:
+            # 1'. Posterior mean, eq. 7: mu_tilde = sqrt(ᾱ_{t-1}) beta_t / (1 - ᾱ_t) x0 + sqrt(alpha_t)(1 - ᾱ_{t-1}) / (1 - ᾱ_t) x_t.
+            x0_pred = x0_pred.clamp(-1.0, 1.0)
+            alpha_bar_prev = schedule.alpha_bar_prev[t]
+            mean = (alpha_bar_prev.sqrt() * beta * x0_pred + alpha.sqrt() * (1.0 - alpha_bar_prev) * x) / (1.0 - alpha_bar)
+        else:
+            # 1. Posterior mean, eq. 11.
+            mean = (x - beta / (1.0 - alpha_bar).sqrt() * eps_pred) / alpha.sqrt()
         if callback is not None:
-            callback(i, t, x, schedule.predict_x0(x, t_batch, eps_pred))
+            callback(i, t, x, x0_pred)
         # 2. Add noise with sigma_t² = beta_tilde_t (eq. 7) except at the last step.
         if t > 0:
             x = mean + schedule.posterior_variance[t].sqrt() * noise.randn()
@@ -71,11 +80,12 @@ def ddim_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
 
 @torch.no_grad()
 def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise, num_steps: int, eta: float = 0.0,
-                callback: Optional[StepCallback] = None) -> torch.Tensor:
+                callback: Optional[StepCallback] = None, clip_x0: bool = False) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) over S = num_steps timesteps; eta = 0 deterministic, 1 = DDPM-like.
 
     Notation: alpha_bar[t] -> ᾱ_t (the paper's α_t), alpha_bar_prev -> ᾱ at the next (smaller) timestep of
-    the sub-sequence, 1 after the last; sigma -> σ_t(η) of eq. 16.
+    the sub-sequence, 1 after the last; sigma -> σ_t(η) of eq. 16. clip_x0 clamps x0_pred to [-1, 1]
+    (diffusers' `clip_sample`), keeping eps_pred as predicted.
     """
     x = noise.randn()  # x_T ~ N(0, I)
     batch = x.shape[0]
@@ -89,6 +99,8 @@ def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise, num_s
         eps_pred = eps_fn(x, t_batch).float()
         # 1. "Predicted x_0" term of eq. 12.
         x0_pred = (x - (1.0 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
+        if clip_x0:
+            x0_pred = x0_pred.clamp(-1.0, 1.0)
         if callback is not None:
             callback(i, t, x, x0_pred)
         # 2. sigma_t(eta), eq. 16.

@@ -16,6 +16,7 @@ class SweepPoint:
     sampler: Literal["ddpm", "ddim"] = "ddim"
     steps: int = 50
     eta: float = 0.0
+    clip_x0: bool = False
 
     def __post_init__(self):
         require(self.steps >= 1, "sweep.points.<name>.steps", f"must be >= 1, got {self.steps}")

@@ -21,7 +21,7 @@ from .schedule import NoiseSchedule
 
 
 def record_process(model, schedule: NoiseSchedule, image_shape, seeds, sampler: str, steps: int, eta: float,
-                   num_frames: int, norm: ChannelNorm | None = None):
+                   num_frames: int, norm: ChannelNorm | None = None, clip_x0: bool = False):
     """Run one sampler over `seeds`; return (frames of x_t, x0-predictions, their timesteps), uint8 arrays.
 
     frames: (F, B, C, H, W) at about `num_frames` evenly spaced steps; the last frame is the final image.
@@ -41,9 +41,9 @@ def record_process(model, schedule: NoiseSchedule, image_shape, seeds, sampler: 
 
     noise = ImageNoise(seeds, image_shape, device)
     if sampler == "ddpm":
-        final = ddpm_sample(eps_fn, schedule, noise, callback=callback)
+        final = ddpm_sample(eps_fn, schedule, noise, callback=callback, clip_x0=clip_x0)
     else:
-        final = ddim_sample(eps_fn, schedule, noise, num_steps=total, eta=eta, callback=callback)
+        final = ddim_sample(eps_fn, schedule, noise, num_steps=total, eta=eta, callback=callback, clip_x0=clip_x0)
     last = to_uint8(norm.invert(final)).cpu().numpy()
     return np.stack(frames + [last]), np.stack(x0s + [last]), ts + [-1]
 
@@ -71,9 +71,10 @@ def save_strip(path: str | os.PathLike, x0s: np.ndarray, scale: int = 2) -> None
 
 @torch.no_grad()
 def visualize(model, schedule, image_shape, seeds, sampler, steps, eta, num_frames, gif_path, strip_path,
-              strip_columns: int = 8, norm: ChannelNorm | None = None) -> list[int]:
+              strip_columns: int = 8, norm: ChannelNorm | None = None, clip_x0: bool = False) -> list[int]:
     """Write the GIF (all recorded frames) and the strip (`strip_columns` of them); return the strip's t values."""
-    frames, x0s, ts = record_process(model, schedule, image_shape, seeds, sampler, steps, eta, num_frames, norm)
+    frames, x0s, ts = record_process(model, schedule, image_shape, seeds, sampler, steps, eta, num_frames, norm,
+                                     clip_x0)
     save_gif(gif_path, frames)
     cols = np.unique(np.linspace(0, len(x0s) - 1, strip_columns).round().astype(int))
     save_strip(strip_path, x0s[cols])
