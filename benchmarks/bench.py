@@ -65,6 +65,16 @@ def reset_peak(device):
         torch.cuda.reset_peak_memory_stats()
 
 
+def bf16_ok(device) -> bool:
+    """bf16 autocast on CUDA, and on CPUs with native bf16 (AVX512-BF16 / AMX) where oneDNN is fast."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def set_mode(fast: bool):
     SelfAttention.use_sdpa = fast
 
@@ -81,7 +91,7 @@ def train_speed(name, fast, device, batch, steps, warmup, compile_):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=fast)
-    bf16 = fast and device.type == "cuda"
+    bf16 = fast and bf16_ok(device)
     forward = torch.compile(model) if (fast and compile_) else model
     eps_fn = make_eps_fn(forward, schedule, torch.bfloat16 if bf16 else None)
     data = torch.randint(0, 256, (batch * 4, *shape), dtype=torch.uint8, device=device)
@@ -126,7 +136,7 @@ def sample_speed(name, fast, device, sampler, batch, timed_steps):
         model = model.to(memory_format=torch.channels_last)
     T = 1000
     schedule = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=T)).to(device)
-    eps_fn = make_eps_fn(model, schedule, torch.bfloat16 if (fast and device.type == "cuda") else None)
+    eps_fn = make_eps_fn(model, schedule, torch.bfloat16 if (fast and bf16_ok(device)) else None)
     total_steps = T if sampler == "ddpm" else 50
     run_steps = min(total_steps, timed_steps)
     noise = ImageNoise(range(batch), shape, device)

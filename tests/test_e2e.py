@@ -47,7 +47,10 @@ def test_repro_writes_every_output(repo):
     for path in ("metrics/prepare.json", "metrics/inception.json", "metrics/train.json", "metrics/sample.json",
                  "metrics/evaluate.json", "models/checkpoint.pt", "samples/samples.npy", "samples/samples.csv",
                  "samples/grid.png", "plots/loss.png", "plots/data_preview.png", "plots/train/loss_steps.csv",
-                 "plots/train/grids/epoch_002.png", "data/features/reference.npy", "dvc.lock"):
+                 "plots/train/grids/epoch_002.png", "data/features/reference.npy", "dvc.lock",
+                 "samples/process.gif", "samples/process_strip.png", "plots/timestep_loss.csv",
+                 "plots/timestep_loss.png", "metrics/sweep/ddim10.json", "metrics/sweep/ddpm1000.json",
+                 "metrics/sweep.md", "plots/sweep.csv", "plots/sweep_fid.png"):
         assert (dest / path).exists(), path
     ev = json.loads((dest / "metrics/evaluate.json").read_text())
     assert ev["num_real"] == 24 and ev["num_generated"] == 24 and ev["kid_subset_size"] == 12
@@ -64,17 +67,35 @@ def test_metrics_diff_runs(repo):
     assert "fid" in out and "metrics/evaluate.json" in out
 
 
-def test_sample_param_change_reruns_only_sampling_and_evaluation(repo):
-    dest, env = repo
+def changed_stages(dest, env, edit) -> set[str]:
+    """Stages `dvc status` reports after editing params.yaml with `edit(params)` (then restored)."""
     params_path = dest / "params.yaml"
     original = params_path.read_text()
     params = yaml.safe_load(original)
-    params["sample"]["steps"] = 3
+    edit(params)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        status = json.loads(run(["dvc", "status", "--json"], dest, env))
+        status = json.loads(run(["dvc", "status", "--json", "dvc.yaml"], dest, env))
     finally:
         params_path.write_text(original)
-    changed = {name.split(":")[-1] for name in status}
-    assert "sample" in changed
-    assert changed <= {"sample", "evaluate"} | {n for n in changed if n.startswith("sweep")}, changed
+    return {name.split(":")[-1] for name in status}
+
+
+def test_sample_param_change_reruns_only_sampling(repo):
+    dest, env = repo
+    assert changed_stages(dest, env, lambda p: p["sample"].update(steps=3)) == {"sample"}
+
+
+def test_sweep_change_reruns_only_that_sweep_point(repo):
+    dest, env = repo
+    points = set(yaml.safe_load((dest / "params.yaml").read_text())["sweep"]["points"])
+    changed = changed_stages(dest, env, lambda p: p["sweep"]["points"]["ddim20"].update(eta=0.5))
+    assert changed == {"sweep@ddim20", "sweep_summary"}, changed  # the summary lists the points
+    changed = changed_stages(dest, env, lambda p: p["sweep"].update(num_images=6, kid_subset_size=3))
+    assert changed == {f"sweep@{name}" for name in points}, changed
+
+
+def test_schedule_change_reruns_training_and_everything_after(repo):
+    dest, env = repo
+    changed = changed_stages(dest, env, lambda p: p["diffusion"].update(beta_end=0.03))
+    assert changed == {"train"}, changed  # downstream stages follow once train's outputs change
