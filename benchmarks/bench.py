@@ -192,12 +192,12 @@ def markdown(results: dict) -> str:
             if "img_per_s" not in fast:
                 continue
             b = base.get("img_per_s")
-            lines.append(f"| {net} | {key} img/s | {b:.1f} | {fast['img_per_s']:.1f} | "
+            lines.append(f"| {net} | {key} img/s | {b:.3g} | {fast['img_per_s']:.3g} | "
                          f"{fast['img_per_s'] / b:.2f}× | {fast.get('peak_mem_mb', 0):.0f} |" if b else
-                         f"| {net} | {key} img/s | – | {fast['img_per_s']:.1f} | – | {fast.get('peak_mem_mb', 0):.0f} |")
+                         f"| {net} | {key} img/s | – | {fast['img_per_s']:.3g} | – | {fast.get('peak_mem_mb', 0):.0f} |")
     inc = results.get("inception", {})
     if "img_per_s" in inc:
-        lines.append(f"| Inception-v3 | features img/s (batch {inc['batch']}) | – | {inc['img_per_s']:.1f} | – | – |")
+        lines.append(f"| Inception-v3 | features img/s (batch {inc['batch']}) | – | {inc['img_per_s']:.3g} | – | – |")
     elif inc:
         lines.append(f"| Inception-v3 | features | skipped: {inc['skipped']} | | | |")
     return "\n".join(lines) + "\n"
@@ -209,7 +209,11 @@ def main() -> None:
     ap.add_argument("--networks", nargs="*", default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile the fast path (GPU)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--render", metavar="JSON", help="only print the markdown table of a saved results file")
     args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(Path(args.render).read_text())), end="")
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cpu = device.type == "cpu"
     train_batch = 128
