@@ -139,13 +139,11 @@ def sample_speed(name, fast, device, sampler, batch, timed_steps):
     eps_fn = make_eps_fn(model, schedule, torch.bfloat16 if (fast and bf16_ok(device)) else None)
     total_steps = T if sampler == "ddpm" else 50
     run_steps = min(total_steps, timed_steps)
-    noise = ImageNoise(range(batch), shape, device)
     if sampler == "ddpm":
         short = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=run_steps)).to(device)
         fn = lambda: ddpm_sample(eps_fn, short, ImageNoise(range(batch), shape, device))  # noqa: E731
     else:
         fn = lambda: ddim_sample(eps_fn, schedule, ImageNoise(range(batch), shape, device), num_steps=run_steps)  # noqa: E731
-    del noise
     fn() if device.type == "cuda" else None  # warm-up (kernels, allocator)
     sync(device)
     reset_peak(device)
@@ -160,7 +158,6 @@ def sample_speed(name, fast, device, sampler, batch, timed_steps):
 def inception_speed(device, batch, n):
     try:
         from diffpipe.fid import load_extractor
-        from diffpipe.inception import convert_weights  # noqa: F401
     except Exception as e:  # noqa: BLE001 - torch-fidelity absent on a bare GPU machine
         return {"skipped": f"{type(e).__name__}: {e}"}
     weights = ROOT / "models" / "inception" / "pt_inception_fid.pth"

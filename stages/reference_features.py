@@ -3,21 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from diffpipe import fid
 from diffpipe.cli import run_main
 from diffpipe.config import load_params, section
-from diffpipe.io import PipelineError, write_npy
-
-
-def load_images(path: str) -> np.ndarray:
-    try:
-        return np.load(path)
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except ValueError as e:
-        raise PipelineError(f"{path}: not a readable .npy array ({e})") from None
+from diffpipe.io import PipelineError, read_image_array, write_npy
 
 
 def main() -> None:
@@ -29,7 +18,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = section(load_params(args.params), "evaluate", fid.EvalConfig)
-    images = load_images(args.images)
+    images = read_image_array(args.images)
     if len(images) < cfg.num_real:
         raise PipelineError(f"{args.images} has {len(images)} images, fewer than evaluate.num_real = {cfg.num_real}")
     features = fid.extract_features(
