@@ -1,6 +1,6 @@
 """Speed benchmark: training img/s, sampling img/s, Inception feature img/s and peak memory.
 
-For each network (SPEC System A reduced and full, System B 64 px) it measures the project's fast path and,
+For each network (the MNIST DDPM system's reduced and full U-Nets, the flowers DDIM system's 64 px network) it measures the project's fast path and,
 in the same run, a plain fp32 eager baseline (explicit softmax attention instead of SDPA, contiguous
 layout, for-loop Adam, a host sync every step, as the source notebook did), so every speed-up is a ratio
 of two numbers taken minutes apart on one machine. Needs only torch (+ torch-fidelity for the Inception
@@ -26,27 +26,43 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from diffpipe.models import ModelConfig, build_model, make_eps_fn  # noqa: E402
-from diffpipe.samplers import ImageNoise, ddim_sample, ddpm_sample  # noqa: E402
-from diffpipe.schedule import DiffusionConfig, NoiseSchedule  # noqa: E402
-from diffpipe.train import diffusion_loss, ema_update  # noqa: E402
-from diffpipe.unet import SelfAttention, UNetConfig  # noqa: E402
+from diffpipe.core.config import from_dict  # noqa: E402
+from diffpipe.core.params import DiffusionConfig, ModelConfig  # noqa: E402
+from diffpipe.diffusion.denoiser import make_eps_fn  # noqa: E402
+from diffpipe.diffusion.noise import ImageNoise  # noqa: E402
+from diffpipe.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample  # noqa: E402
+from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
+from diffpipe.diffusion.training import diffusion_loss, ema_update  # noqa: E402
+from diffpipe.nets.builder import build_model  # noqa: E402
+from diffpipe.nets.unet import SelfAttention  # noqa: E402
+
+# The networks measured: the MNIST DDPM source's reduced and full U-Nets, the flowers system's 64 px one.
+REDUCED = dict(down_ch=[32, 64, 128], mid_ch=[128, 128], up_ch=[128, 64, 16], down_sample=[True, True],
+               num_down_layers=1, num_mid_layers=1, num_up_layers=1, t_emb_dim=128, norm_groups=8, num_heads=4,
+               attn_down=[True, True], attn_mid=True, attn_up=[True, True])
+FULL = dict(REDUCED, down_ch=[32, 64, 128, 256], mid_ch=[256, 256, 128], up_ch=[256, 128, 64, 16],
+            down_sample=[True, True, False], num_down_layers=2, num_mid_layers=2, num_up_layers=2,
+            attn_down=[True, True, True], attn_up=[True, True, True])
+RESUNET = dict(widths=[32, 64, 96, 128], block_depth=2, embedding_dims=32, embedding_min_frequency=1.0,
+               embedding_max_frequency=1000.0)
+
+
+def model_config(arch: str, unet: dict) -> ModelConfig:
+    return from_dict(ModelConfig, {"arch": arch, "unet": unet, "resunet": RESUNET}, "model")
+
+
+def diffusion_config(num_timesteps: int) -> DiffusionConfig:
+    return from_dict(DiffusionConfig, dict(num_timesteps=num_timesteps, schedule="linear", beta_start=1.0e-4,
+                                           beta_end=0.02, cosine_s=0.008, max_signal_rate=0.95,
+                                           min_signal_rate=0.02), "diffusion")
+
 
 NETWORKS = {
     # name: (model config, (C, H, W))
-    "A-reduced": (ModelConfig(unet=UNetConfig()), (1, 28, 28)),
-    "A-full": (ModelConfig(unet=UNetConfig(
-        down_ch=(32, 64, 128, 256), mid_ch=(256, 256, 128), up_ch=(256, 128, 64, 16),
-        down_sample=(True, True, False), num_down_layers=2, num_mid_layers=2, num_up_layers=2,
-        attn_down=(True, True, True), attn_up=(True, True, True))), (1, 28, 28)),
+    "A-reduced": (model_config("unet", REDUCED), (1, 28, 28)),
+    "A-full": (model_config("unet", FULL), (1, 28, 28)),
+    "B-64px": (model_config("resunet", REDUCED), (3, 64, 64)),
 }
-try:  # System B's residual U-Net, when the package has it
-    from diffpipe.resunet import ResUNetConfig  # noqa: E402
-
-    NETWORKS["B-64px"] = (ModelConfig(arch="resunet", resunet=ResUNetConfig(widths=(32, 64, 96, 128), block_depth=2)),
-                          (3, 64, 64))
-except ImportError:
-    pass
 
 
 def sync(device):
@@ -86,7 +102,7 @@ def train_speed(name, fast, device, batch, steps, warmup, compile_):
     torch.manual_seed(0)
     model = build_model(cfg, shape[0], shape[1]).to(device)
     ema = build_model(cfg, shape[0], shape[1]).to(device).requires_grad_(False)
-    schedule = NoiseSchedule.from_config(DiffusionConfig()).to(device)
+    schedule = NoiseSchedule.from_config(diffusion_config(1000)).to(device)
     channels_last = fast
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -135,15 +151,15 @@ def sample_speed(name, fast, device, sampler, batch, timed_steps):
     if fast:
         model = model.to(memory_format=torch.channels_last)
     T = 1000
-    schedule = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=T)).to(device)
+    schedule = NoiseSchedule.from_config(diffusion_config(T)).to(device)
     eps_fn = make_eps_fn(model, schedule, torch.bfloat16 if (fast and bf16_ok(device)) else None)
     total_steps = T if sampler == "ddpm" else 50
     run_steps = min(total_steps, timed_steps)
     if sampler == "ddpm":
-        short = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=run_steps)).to(device)
+        short = NoiseSchedule.from_config(diffusion_config(run_steps)).to(device)
         fn = lambda: ddpm_sample(eps_fn, short, ImageNoise(range(batch), shape, device))  # noqa: E731
     else:
-        fn = lambda: ddim_sample(eps_fn, schedule, ImageNoise(range(batch), shape, device), num_steps=run_steps)  # noqa: E731
+        fn = lambda: ddim_sample(eps_fn, schedule, ImageNoise(range(batch), shape, device), ddim_timesteps(T, run_steps), eta=0.0)  # noqa: E731
     fn() if device.type == "cuda" else None  # warm-up (kernels, allocator)
     sync(device)
     reset_peak(device)
@@ -157,7 +173,7 @@ def sample_speed(name, fast, device, sampler, batch, timed_steps):
 
 def inception_speed(device, batch, n):
     try:
-        from diffpipe.fid import load_extractor
+        from diffpipe.metrics.features import load_extractor
     except Exception as e:  # noqa: BLE001 - torch-fidelity absent on a bare GPU machine
         return {"skipped": f"{type(e).__name__}: {e}"}
     weights = ROOT / "models" / "inception" / "pt_inception_fid.pth"

@@ -10,10 +10,12 @@ import time
 
 import numpy as np
 
-from diffpipe import fid, io
-from diffpipe.cli import run_main
-from diffpipe.config import load_params, section
-from diffpipe.plots import plot_loss, read_csv_rows
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.errors import PipelineError
+from diffpipe.core.params import load_params
+from diffpipe.metrics import features, scores
+from diffpipe.pictures.plots import plot_loss, read_csv_rows
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,20 +33,20 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = section(load_params(args.params), "evaluate", fid.EvalConfig)
-    samples = io.read_image_array(args.samples)
+    cfg = load_params(args.params).evaluate
+    samples = files.read_image_array(args.samples)
     real = np.load(args.reference_features)
     if len(real) != cfg.num_real:
-        raise io.PipelineError(f"{args.reference_features} has {len(real)} feature rows but evaluate.num_real is "
-                               f"{cfg.num_real}: re-run the reference_features stage (dvc repro)")
-    device = fid.resolve_device(cfg.device)
+        raise PipelineError(f"{args.reference_features} has {len(real)} feature rows but evaluate.num_real is "
+                          f"{cfg.num_real}: re-run the reference_features stage (dvc repro)")
+    device = features.resolve_device(cfg.device)
     start = time.perf_counter()
-    fake = fid.extract_features(samples, args.weights, device, cfg.batch_size, progress=True)
+    fake = features.extract_features(samples, args.weights, device, cfg.batch_size, progress=True)
     feature_seconds = time.perf_counter() - start
-    kid_mean, kid_std = fid.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
+    kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
     plot_loss(read_csv_rows(args.loss_steps), read_csv_rows(args.loss_epochs), args.loss_plot)
-    io.write_json(args.metrics, {
-        "fid": fid.fid_from_features(real, fake),
+    files.write_json(args.metrics, {
+        "fid": scores.fid_from_features(real, fake),
         "kid_mean": kid_mean,
         "kid_std": kid_std,
         "num_real": int(len(real)),

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import argparse
 
-from diffpipe import emoji_source
-from diffpipe.cli import run_main
+from diffpipe.core.cli import run_main
+from diffpipe.sources import emoji
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder: the PNGs and LICENSE.txt (replaced as a whole)")
     args = parser.parse_args()
-    count = emoji_source.fetch(args.out)
+    count = emoji.fetch(args.out)
     print(f"wrote {count} emoji PNGs to {args.out}")
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from diffpipe import mnist_source
-from diffpipe.cli import run_main
+from diffpipe.core.cli import run_main
+from diffpipe.sources import mnist
 
 
 def main() -> None:
@@ -15,7 +15,7 @@ def main() -> None:
     parser.add_argument("--train-csv", required=True, help="output: 60000 labelled training images")
     parser.add_argument("--test-csv", required=True, help="output: 10000 labelled test images")
     args = parser.parse_args()
-    mnist_source.fetch_csvs(args.train_csv, args.test_csv)
+    mnist.fetch_csvs(args.train_csv, args.test_csv)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from diffpipe import inception
-from diffpipe.cli import run_main
-from diffpipe.io import write_json
+from diffpipe.core.cli import run_main
+from diffpipe.core.files import write_json
+from diffpipe.sources import inception
 
 
 def main() -> None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-from diffpipe import csv_data, images, io
-from diffpipe.cli import run_main
-from diffpipe.config import load_params, section
-from diffpipe.prepare import ImageSet, PrepareConfig, folder_sets, prepare
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.errors import PipelineError
+from diffpipe.core.params import load_params
+from diffpipe.data.pixel_csv import read_pixel_csv
+from diffpipe.data.prepare import ImageSet, folder_sets, prepare
+from diffpipe.pictures.grids import save_grid
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,25 +32,25 @@ def parse_args() -> argparse.Namespace:
 
 
 def read_set(path: str) -> ImageSet:
-    pixels, labels = csv_data.read_pixel_csv(path)
+    pixels, labels = read_pixel_csv(path)
     return ImageSet(pixels, labels, path)
 
 
 def main() -> None:
     args = parse_args()
-    cfg = section(load_params(args.params), "prepare", PrepareConfig)
+    cfg = load_params(args.params).prepare
     if args.train_csv:
         if not args.reference_csv:
-            raise io.PipelineError("--reference-csv is required with --train-csv")
+            raise PipelineError("--reference-csv is required with --train-csv")
         train_in, reference_in, extra = read_set(args.train_csv), read_set(args.reference_csv), {}
     else:
         train_in, reference_in, extra = folder_sets(args.train_dir, args.reference_dir, cfg)
     train, reference, report = prepare(train_in, reference_in, cfg)
     report.update(extra)
-    io.write_npy(args.out_train, train.images)
-    io.write_npy(args.out_reference, reference.images)
-    images.save_grid(args.preview, train.images[: cfg.preview_count], scale=2)
-    io.write_json(args.report, report)
+    files.write_npy(args.out_train, train.images)
+    files.write_npy(args.out_reference, reference.images)
+    save_grid(args.preview, train.images[: cfg.preview_count], scale=2)
+    files.write_json(args.report, report)
 
 
 if __name__ == "__main__":

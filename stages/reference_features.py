@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from diffpipe import fid
-from diffpipe.cli import run_main
-from diffpipe.config import load_params, section
-from diffpipe.io import PipelineError, read_image_array, write_npy
+from diffpipe.core.cli import run_main
+from diffpipe.core.errors import PipelineError
+from diffpipe.core.files import read_image_array, write_npy
+from diffpipe.core.params import load_params
+from diffpipe.metrics import features
 
 
 def main() -> None:
@@ -17,15 +18,15 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="features, float64 (num_real, 2048) .npy")
     args = parser.parse_args()
 
-    cfg = section(load_params(args.params), "evaluate", fid.EvalConfig)
+    cfg = load_params(args.params).evaluate
     images = read_image_array(args.images)
     if len(images) < cfg.num_real:
         raise PipelineError(f"{args.images} has {len(images)} images, fewer than evaluate.num_real = {cfg.num_real}")
-    features = fid.extract_features(
-        images[: cfg.num_real], args.weights, fid.resolve_device(cfg.device), cfg.batch_size, progress=True
+    real = features.extract_features(
+        images[: cfg.num_real], args.weights, features.resolve_device(cfg.device), cfg.batch_size, progress=True
     )
-    write_npy(args.out, features)
-    print(f"wrote {args.out} {features.shape}")
+    write_npy(args.out, real)
+    print(f"wrote {args.out} {real.shape}")
 
 
 if __name__ == "__main__":

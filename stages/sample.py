@@ -8,16 +8,17 @@ import argparse
 
 import numpy as np
 
-from diffpipe import io
-from diffpipe.checkpoint import load_model
-from diffpipe.cli import run_main
-from diffpipe.config import load_params, section
-from diffpipe.csv_data import write_pixel_csv
-from diffpipe.images import save_grid
-from diffpipe.sample import SampleConfig, timed_generate
-from diffpipe.schedule import NoiseSchedule
-from diffpipe.devices import autocast_dtype, resolve_device
-from diffpipe.visualize import visualize
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.devices import autocast_dtype, resolve_device
+from diffpipe.core.params import load_params
+from diffpipe.data.pixel_csv import write_pixel_csv
+from diffpipe.diffusion.checkpoint import load_model
+from diffpipe.diffusion.generate import record_process, timed_generate
+from diffpipe.diffusion.samplers import describe_sampler
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.pictures.grids import save_grid
+from diffpipe.pictures.process import save_process
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,29 +36,24 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = section(load_params(args.params), "sample", SampleConfig)
+    cfg = load_params(args.params).sample
     device = resolve_device(cfg.device, "sample.device")
     loaded = load_model(args.checkpoint, device)
+    cfg.check_timesteps(loaded.diffusion.num_timesteps, "sample")
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
-    images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg.sampler, cfg.num_images,
-                                     cfg.first_seed, cfg.batch_size, cfg.steps, cfg.eta,
-                                     autocast_dtype(cfg.precision), norm=loaded.norm,
-                                     clip_x0=cfg.clip_x0)
-    strip_t = visualize(loaded.model, schedule, loaded.image_shape,
-                        range(cfg.first_seed, cfg.first_seed + cfg.process_seeds), cfg.sampler, cfg.steps, cfg.eta,
-                        cfg.process_frames, args.process_gif, args.process_strip, cfg.strip_columns, loaded.norm,
-                        cfg.clip_x0)
-    io.write_npy(args.out, images)
+    images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg, cfg.num_images,
+                                     cfg.first_seed, cfg.batch_size, autocast_dtype(cfg.precision), norm=loaded.norm)
+    seeds = range(cfg.first_seed, cfg.first_seed + cfg.process_seeds)
+    frames, x0s, ts = record_process(loaded.model, schedule, loaded.image_shape, seeds, cfg, cfg.process_frames,
+                                     loaded.norm)
+    strip_t = save_process(frames, x0s, ts, args.process_gif, args.process_strip, cfg.strip_columns)
+    files.write_npy(args.out, images)
     save_grid(args.grid, images[: cfg.grid_images], scale=2)
     if args.csv:
         write_pixel_csv(args.csv, images)
-    steps = loaded.diffusion.num_timesteps if cfg.sampler == "ddpm" else min(cfg.steps, loaded.diffusion.num_timesteps)
-    io.write_json(args.metrics, {
+    files.write_json(args.metrics, {
         "num_images": cfg.num_images,
-        "sampler": cfg.sampler,
-        "steps": steps,
-        "eta": cfg.eta if cfg.sampler == "ddim" else 1.0,
-        "clip_x0": cfg.clip_x0,
+        **describe_sampler(cfg, loaded.diffusion.num_timesteps),
         "seconds": seconds,
         "s_per_img": seconds / cfg.num_images,
         "device": str(device),

@@ -11,14 +11,16 @@ import time
 
 import numpy as np
 
-from diffpipe import fid, io
-from diffpipe.checkpoint import load_model
-from diffpipe.cli import run_main
-from diffpipe.config import load_params, section
-from diffpipe.sample import generate
-from diffpipe.schedule import NoiseSchedule
-from diffpipe.sweep import SweepConfig
-from diffpipe.devices import resolve_device
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.devices import resolve_device
+from diffpipe.core.errors import ConfigError
+from diffpipe.core.params import load_params
+from diffpipe.diffusion.checkpoint import load_model
+from diffpipe.diffusion.generate import generate
+from diffpipe.diffusion.samplers import describe_sampler
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.metrics import features, scores
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,24 +37,24 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     params = load_params(args.params)
-    cfg = section(params, "sweep", SweepConfig)
-    ev = section(params, "evaluate", fid.EvalConfig)
+    if params.sweep is None:
+        raise ConfigError("params section `sweep` is null, but a sweep stage is running")
+    cfg, ev = params.sweep, params.evaluate
     point = cfg.point(args.point)
     device = resolve_device(ev.device, "evaluate.device")
     loaded = load_model(args.checkpoint, device)
+    point.check_timesteps(loaded.diffusion.num_timesteps, f"sweep.points.{args.point}")
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
     start = time.perf_counter()
-    images = generate(loaded.model, schedule, loaded.image_shape, point.sampler, cfg.num_images, cfg.first_seed,
-                      cfg.batch_size, point.steps, point.eta, norm=loaded.norm, clip_x0=point.clip_x0)
+    images = generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images, cfg.first_seed,
+                      cfg.batch_size, norm=loaded.norm)
     seconds = time.perf_counter() - start
     real = np.load(args.reference_features)
-    fake = fid.extract_features(images, args.weights, device.type, ev.batch_size)
-    kid_mean, kid_std = fid.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, ev.seed)
-    steps = loaded.diffusion.num_timesteps if point.sampler == "ddpm" else min(point.steps, loaded.diffusion.num_timesteps)
-    io.write_json(args.metrics, {
-        "point": args.point, "sampler": point.sampler, "steps": steps,
-        "eta": 1.0 if point.sampler == "ddpm" else point.eta, "clip_x0": point.clip_x0,
-        "fid": fid.fid_from_features(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
+    fake = features.extract_features(images, args.weights, device.type, ev.batch_size)
+    kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, ev.seed)
+    files.write_json(args.metrics, {
+        "point": args.point, **describe_sampler(point, loaded.diffusion.num_timesteps),
+        "fid": scores.fid_from_features(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
         "num_images": cfg.num_images, "num_real": int(len(real)), "s_per_img": seconds / cfg.num_images,
         "device": str(device),
     })

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import argparse
 
-from diffpipe import io
-from diffpipe.checkpoint import load_model
-from diffpipe.cli import run_main
-from diffpipe.config import load_params, section
-from diffpipe.plots import plot_xy, write_csv_rows
-from diffpipe.schedule import NoiseSchedule
-from diffpipe.timestep_loss import TimestepLossConfig, loss_by_timestep
-from diffpipe.devices import resolve_device
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.devices import resolve_device
+from diffpipe.core.params import load_params
+from diffpipe.diffusion.checkpoint import load_model
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.metrics.timestep_loss import loss_by_timestep
+from diffpipe.pictures.plots import plot_xy, write_csv_rows
 
 
 def main() -> None:
@@ -24,8 +24,8 @@ def main() -> None:
     p.add_argument("--csv", required=True, help="output CSV: bucket, t range, mse")
     p.add_argument("--plot", required=True, help="output PNG")
     args = p.parse_args()
-    cfg = section(load_params(args.params), "timestep_loss", TimestepLossConfig)
-    images = io.read_image_array(args.images)
+    cfg = load_params(args.params).timestep_loss
+    images = files.read_image_array(args.images)
     loaded = load_model(args.checkpoint, resolve_device("auto"))
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(next(loaded.model.parameters()).device)
     rows = loss_by_timestep(loaded.model, schedule, images, cfg, loaded.norm)

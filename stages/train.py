@@ -1,25 +1,19 @@
 """Stage `train`: prepared uint8 images -> checkpoint, loss curves, per-epoch sample grids, train metrics.
 
-Params: sections `diffusion`, `model`, `train` (and `sample.first_seed` is not used: grids use train.seed).
+Params: sections `diffusion`, `model`, `train` (the whole file is checked first).
 """
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-from pathlib import Path
 
-
-from diffpipe import io
-from diffpipe.checkpoint import save_checkpoint
-from diffpipe.cli import run_main
-from diffpipe.config import load_params, section
-from diffpipe.images import save_grid
-from diffpipe.models import ModelConfig
-from diffpipe.plots import write_csv_rows
-from diffpipe.sample import generate
-from diffpipe.schedule import DiffusionConfig
-from diffpipe.train import TrainConfig, train
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.params import load_params
+from diffpipe.diffusion.checkpoint import save_checkpoint
+from diffpipe.diffusion.generate import generate
+from diffpipe.diffusion.training import train
+from diffpipe.pictures.grids import save_grid
+from diffpipe.pictures.plots import write_csv_rows
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,36 +31,24 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     params = load_params(args.params)
-    diffusion = section(params, "diffusion", DiffusionConfig)
-    model_cfg = section(params, "model", ModelConfig)
-    cfg = section(params, "train", TrainConfig)
-    images = io.read_image_array(args.data)
-    model_cfg.check_image(images.shape[1], images.shape[2])
+    cfg = params.train
+    images = files.read_image_array(args.data)
+    params.model.check_image(images.shape[1], images.shape[2])
+    preview = cfg.preview_sampler()
 
-    grids_out = Path(args.grids)
-    grids_out.parent.mkdir(parents=True, exist_ok=True)
-    grids_tmp = Path(tempfile.mkdtemp(dir=grids_out.parent, prefix=f".{grids_out.name}."))
+    with files.atomic_dir(args.grids) as grids:
+        def write_grid(epoch, ema_model, schedule, norm):
+            if cfg.grid_images == 0:
+                return
+            samples = generate(ema_model, schedule, images.shape[1:], preview, cfg.grid_images, cfg.seed,
+                               cfg.grid_images, progress=False, norm=norm)
+            save_grid(grids / f"epoch_{epoch:03d}.png", samples, scale=2)
 
-    def write_grid(epoch, ema_model, schedule, norm):
-        if cfg.grid_images == 0:
-            return
-        samples = generate(ema_model, schedule, images.shape[1:], "ddim", cfg.grid_images, cfg.seed,
-                           cfg.grid_images, steps=cfg.grid_steps, progress=False, norm=norm,
-                           clip_x0=not cfg.normalize)  # a preview: clamp x0 where the data range is [-1, 1]
-        save_grid(grids_tmp / f"epoch_{epoch:03d}.png", samples, scale=2)
-
-    try:
-        result = train(images, diffusion, model_cfg, cfg, on_epoch_end=write_grid)
+        result = train(images, params.diffusion, params.model, cfg, on_epoch_end=write_grid)
         save_checkpoint(args.checkpoint, result.checkpoint)
         write_csv_rows(args.loss_steps, result.step_losses)
         write_csv_rows(args.loss_epochs, result.epoch_losses)
-        io.write_json(args.metrics, result.metrics)
-        if grids_out.exists():
-            shutil.rmtree(grids_out)
-        grids_tmp.chmod(0o755)  # mkdtemp makes it private
-        grids_tmp.rename(grids_out)
-    finally:
-        shutil.rmtree(grids_tmp, ignore_errors=True)
+        files.write_json(args.metrics, result.metrics)
 
 
 if __name__ == "__main__":

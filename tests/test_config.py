@@ -1,57 +1,100 @@
-"""The params loader: unknown keys, strings for numbers (YAML's 1e-4), bools for ints, choices."""
-import pytest
-import yaml
-
+"""The params loader and schema: unknown/missing keys, YAML's 1e-4, bools for ints, choices, non-finite
+numbers, and the rules across sections, each a one-line error naming the key."""
 from pathlib import Path
 
-from diffpipe.config import ConfigError, from_dict, load_params, section
-from diffpipe.fid import EvalConfig
-from diffpipe.prepare import PrepareConfig
-from diffpipe.sample import SampleConfig
-from diffpipe.sweep import SweepConfig
-from diffpipe.timestep_loss import TimestepLossConfig
-from diffpipe.models import ModelConfig
-from diffpipe.schedule import DiffusionConfig
-from diffpipe.train import TrainConfig
+import pytest
+import yaml
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+from diffpipe.core.config import from_dict, to_dict
+from diffpipe.core.errors import ConfigError
+from diffpipe.core.params import DiffusionConfig, ModelConfig, Params, TrainConfig, load_params
+
+PARAM_FILES = [ROOT / "params.yaml", *sorted((ROOT / "systems").glob("*/params.yaml"))]
 
 
-def test_yaml_exponent_without_dot_is_rejected_with_hint():
-    data = yaml.safe_load("lr: 1e-4")
-    assert data["lr"] == "1e-4"  # the PyYAML trap itself
-    with pytest.raises(ConfigError, match=r"train\.lr.*1\.0e-4"):
-        from_dict(TrainConfig, data, "train")
+def base() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def test_unknown_key_is_rejected():
-    with pytest.raises(ConfigError, match=r"train.*unknown key.*epoch"):
-        from_dict(TrainConfig, {"epoch": 3}, "train")
+def load_edited(tmp_path: Path, edit) -> Params:
+    data = base()
+    edit(data)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_params(path)
 
 
-def test_bool_is_not_an_int_and_choices_are_checked():
-    with pytest.raises(ConfigError, match=r"train\.epochs"):
-        from_dict(TrainConfig, {"epochs": True}, "train")
-    with pytest.raises(ConfigError, match=r"diffusion\.schedule"):
-        from_dict(DiffusionConfig, {"schedule": "quadratic"}, "diffusion")
-
-
-def test_nested_section_keys_are_named_in_full():
-    with pytest.raises(ConfigError, match=r"model\.unet\.down_ch\[1\]"):
-        from_dict(ModelConfig, {"unet": {"down_ch": [32, "64", 128]}}, "model")
-
-
-SECTIONS = {"prepare": PrepareConfig, "diffusion": DiffusionConfig, "model": ModelConfig, "train": TrainConfig,
-            "sample": SampleConfig, "evaluate": EvalConfig, "timestep_loss": TimestepLossConfig, "sweep": SweepConfig}
-
-
-@pytest.mark.parametrize("path", [ROOT / "params.yaml", *sorted((ROOT / "systems").glob("*/params.yaml"))],
-                         ids=lambda p: str(p.relative_to(ROOT)))
-def test_committed_params_load(path):
+@pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_committed_params_load_whole(path):
     params = load_params(path)
-    assert set(params) <= set(SECTIONS), f"unknown sections {set(params) - set(SECTIONS)}"
-    for name in params:
-        section(params, name, SECTIONS[name])
+    assert isinstance(params, Params)
+
+
+@pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_params_file_holds_every_key_the_code_reads(path):
+    """to_dict of the loaded file is the file itself: no key is filled in by the code."""
+    data = yaml.safe_load(path.read_text())
+    assert to_dict(load_params(path)) == data
+
+
+def test_yaml_exponent_without_dot_is_rejected_with_hint(tmp_path):
+    assert yaml.safe_load("lr: 1e-4")["lr"] == "1e-4"  # the PyYAML trap itself
+    with pytest.raises(ConfigError, match=r"train\.lr.*1\.0e-4"):
+        load_edited(tmp_path, lambda d: d["train"].update(lr="1e-4"))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_numbers_are_rejected(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"`train\.lr` must be a finite number"):
+        load_edited(tmp_path, lambda d: d["train"].update(lr=value))
+
+
+def test_missing_key_is_an_error_not_a_default(tmp_path):
+    with pytest.raises(ConfigError, match=r"^params key `train\.lr` is missing$"):
+        load_edited(tmp_path, lambda d: d["train"].pop("lr"))
+    with pytest.raises(ConfigError, match=r"`sample` is missing"):
+        load_edited(tmp_path, lambda d: d.pop("sample"))
+
+
+def test_unknown_key_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.*unknown key.*epoch"):
+        load_edited(tmp_path, lambda d: d["train"].update(epoch=3))
+
+
+def test_bool_is_not_an_int_and_choices_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        load_edited(tmp_path, lambda d: d["train"].update(epochs=True))
+    with pytest.raises(ConfigError, match=r"diffusion\.schedule"):
+        load_edited(tmp_path, lambda d: d["diffusion"].update(schedule="quadratic"))
+
+
+def test_nested_keys_are_named_in_full(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.unet\.down_ch\[1\]"):
+        load_edited(tmp_path, lambda d: d["model"]["unet"].update(down_ch=[16, "32", 64]))
+    with pytest.raises(ConfigError, match=r"sweep\.points\.ddim10\.eta"):
+        load_edited(tmp_path, lambda d: d["sweep"]["points"]["ddim10"].update(eta=2.0))
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda d: d["sample"].update(steps=5000), "sample.steps"),
+    (lambda d: d["sweep"]["points"]["ddim10"].update(steps=1001), "sweep.points.ddim10.steps"),
+    (lambda d: d["train"].update(grid_steps=2000), "train.grid_steps"),
+    (lambda d: d["evaluate"].update(kid_subset_size=501, num_real=600), "evaluate.kid_subset_size"),
+    (lambda d: d["prepare"].update(reference_limit=100), "evaluate.num_real"),
+    (lambda d: d["sweep"].update(num_images=600, kid_subset_size=550), "sweep.kid_subset_size"),
+])
+def test_rules_across_sections_name_the_key(tmp_path, edit, key):
+    with pytest.raises(ConfigError, match=rf"`{key}`"):
+        load_edited(tmp_path, edit)
+
+
+def test_a_section_alone_is_checked_by_its_own_rules():
+    with pytest.raises(ConfigError, match=r"diffusion\.beta_end"):
+        from_dict(DiffusionConfig, {**base()["diffusion"], "beta_end": 1e-5}, "diffusion")
+    with pytest.raises(ConfigError, match=r"model\.arch"):
+        from_dict(ModelConfig, {**base()["model"], "arch": "transformer"}, "model")
+    assert from_dict(TrainConfig, base()["train"], "train").lr == 1e-3
 
 
 def test_broken_yaml_is_one_line_error(tmp_path):

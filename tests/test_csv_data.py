@@ -1,16 +1,25 @@
 """read_pixel_csv: the digit-recognizer layout, and a one-line error naming file/row/column for bad input."""
 from __future__ import annotations
 
+import dataclasses
+
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from diffpipe.csv_data import read_pixel_csv
-from diffpipe.io import PipelineError
-from diffpipe.prepare import ImageSet, PrepareConfig, pixel_mean_std, prepare
+from helpers import root_params
+
+from diffpipe.core.errors import PipelineError
+from diffpipe.data.pixel_csv import read_pixel_csv
+from diffpipe.data.prepare import ImageSet, pixel_mean_std, prepare
+
+
+def PrepareConfig(**kw):
+    return dataclasses.replace(root_params().prepare, **kw)
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER_2X2 = "label,pixel0,pixel1,pixel2,pixel3"
@@ -146,7 +155,11 @@ def test_pixel_mean_std_matches_numpy():
 
 
 def run_prepare(tmp_path: Path, train_csv: Path, reference_csv: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    params = write(tmp_path, "prepare:\n  train_limit: 0\n  reference_limit: 1\n  preview_count: 4\n", "params.yaml")
+    data = yaml.safe_load((REPO / "params.yaml").read_text())  # the whole file: every stage checks it all
+    data["prepare"].update(train_limit=0, reference_limit=2, preview_count=4)
+    data["evaluate"].update(num_real=2, kid_subset_size=2)
+    data["sweep"].update(kid_subset_size=2)
+    params = write(tmp_path, yaml.safe_dump(data), "params.yaml")
     outs = {name: tmp_path / "out" / name for name in ("train.npy", "reference.npy", "preview.png", "report.json")}
     cmd = [
         sys.executable, "stages/prepare.py", "--train-csv", str(train_csv), "--reference-csv", str(reference_csv),
@@ -157,16 +170,16 @@ def run_prepare(tmp_path: Path, train_csv: Path, reference_csv: Path) -> tuple[s
 
 
 def test_prepare_stage_writes_outputs(tmp_path):
-    good = write(tmp_path, f"{HEADER_2X2}\n1,0,1,2,3\n2,4,5,6,7\n", "good.csv")
+    good = write(tmp_path, f"{HEADER_2X2}\n1,0,1,2,3\n2,4,5,6,7\n3,1,1,1,1\n", "good.csv")
     proc, outs = run_prepare(tmp_path, good, good)
     assert proc.returncode == 0, proc.stderr
-    assert np.load(outs["train.npy"]).shape == (2, 1, 2, 2)
-    assert np.load(outs["reference.npy"]).shape == (1, 1, 2, 2)  # reference_limit: 1
+    assert np.load(outs["train.npy"]).shape == (3, 1, 2, 2)
+    assert np.load(outs["reference.npy"]).shape == (2, 1, 2, 2)  # reference_limit: 2
     assert outs["preview.png"].stat().st_size > 0 and outs["report.json"].exists()
 
 
 def test_prepare_stage_bad_csv_is_one_line_and_keeps_old_outputs(tmp_path):
-    good = write(tmp_path, f"{HEADER_2X2}\n1,0,1,2,3\n", "good.csv")
+    good = write(tmp_path, f"{HEADER_2X2}\n1,0,1,2,3\n2,4,5,6,7\n", "good.csv")
     bad = write(tmp_path, f"{HEADER_2X2}\n1,0,1,2,3\n1,0,x,2,3\n", "bad.csv")
     _, outs = run_prepare(tmp_path, good, good)  # only to learn the output paths
     old = outs["train.npy"]

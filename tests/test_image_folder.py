@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffpipe import emoji_source
-from diffpipe.config import ConfigError, from_dict
-from diffpipe.image_folder import (
+from diffpipe.core.config import from_dict
+from diffpipe.core.errors import ConfigError, PipelineError
+from diffpipe.core.params import ImageFolderConfig
+from diffpipe.data.image_folder import (
     NOT_AN_IMAGE,
     ImageDecodeError,
-    ImageFolderConfig,
     load_image,
     scan_folder,
     split_indices,
     split_reference,
 )
-from diffpipe.io import PipelineError
+from diffpipe.sources import emoji as emoji_source
 
 BG = (10, 20, 200)
 
@@ -70,7 +70,7 @@ def test_config_rejects_bad_values(field, value, key):
     kwargs = dict(image_size=8, channels=3, background=BG, reference_fraction=0.0, split_seed=0)
     kwargs[field] = value
     with pytest.raises(ConfigError, match=rf"`{key}`"):
-        ImageFolderConfig(**kwargs)
+        from_dict(ImageFolderConfig, kwargs, "prepare.images")
 
 
 # ---- modes and formats --------------------------------------------------------------------------
@@ -344,20 +344,13 @@ def test_emoji_extract_refuses_hostile_members(tmp_path, name, data, match):
     assert not (tmp_path / "evil.png").exists()
 
 
-def test_emoji_integrity_and_replace_dir(tmp_path):
+def test_emoji_integrity(tmp_path):
     f = tmp_path / "t.tgz"
     f.write_bytes(b"abc")
     good = "sha512-" + base64.b64encode(hashlib.sha512(b"abc").digest()).decode()
     emoji_source.verify_integrity(f, good)
     with pytest.raises(PipelineError, match="sha512 is"):
         emoji_source.verify_integrity(f, "sha512-AAAA")
-    old, new = tmp_path / "out", tmp_path / "new"
-    old.mkdir(), new.mkdir()
-    (old / "stale.png").write_bytes(b"1")
-    (new / "fresh.png").write_bytes(b"2")
-    emoji_source.replace_dir(new, old)
-    assert [p.name for p in tmp_path.iterdir() if p.name != "t.tgz"] == ["out"]
-    assert [p.name for p in old.iterdir()] == ["fresh.png"]
 
 
 def test_emoji_missing_npm_is_a_clear_error(tmp_path, monkeypatch):

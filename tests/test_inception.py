@@ -7,10 +7,12 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
-from diffpipe import fid, inception
-from diffpipe.config import ConfigError, from_dict
-from diffpipe.io import PipelineError
-from diffpipe.tv_compat import import_torch_fidelity, import_torchvision
+from diffpipe.core.config import from_dict
+from diffpipe.core.errors import ConfigError, PipelineError
+from diffpipe.core.fidelity import import_torch_fidelity, import_torchvision
+from diffpipe.core.params import EvalConfig
+from diffpipe.metrics import features, scores
+from diffpipe.sources import inception
 
 
 # --- torchvision / torch-fidelity import ---------------------------------------------------------------
@@ -41,14 +43,14 @@ def _fid_sqrtm(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_fid_of_identical_sets_is_zero():
     a = np.random.default_rng(0).normal(size=(200, 16))
-    assert abs(fid.fid_from_features(a, a)) < 1e-8
+    assert abs(scores.fid_from_features(a, a)) < 1e-8
 
 
 def test_fid_of_shifted_gaussians_matches_sqrtm_formula():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(500, 16))
     b = rng.normal(size=(400, 16)) * 1.3 + 0.5
-    value = fid.fid_from_features(a, b)
+    value = scores.fid_from_features(a, b)
     assert value > 1.0  # shift alone contributes 16 * 0.25 = 4
     assert value == pytest.approx(_fid_sqrtm(a, b), rel=1e-6)
 
@@ -57,36 +59,36 @@ def test_kid_separates_shifted_sets_and_is_seeded():
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(120, 8)), rng.normal(size=(100, 8)) + 1.0
     same_dist = rng.normal(size=(100, 8))
-    mean, std = fid.kid_from_features(a, b, subset_size=50, subsets=10, seed=0)
-    same, _ = fid.kid_from_features(a, same_dist, subset_size=50, subsets=10, seed=0)
+    mean, std = scores.kid_from_features(a, b, subset_size=50, subsets=10, seed=0)
+    same, _ = scores.kid_from_features(a, same_dist, subset_size=50, subsets=10, seed=0)
     assert mean > 1.0 and std >= 0 and abs(same) < 0.1 * mean  # about 6 vs 0.04 here
-    assert fid.kid_from_features(a, b, 50, 10, 0) == (mean, std)
+    assert scores.kid_from_features(a, b, 50, 10, 0) == (mean, std)
 
 
 def test_kid_subset_larger_than_samples_is_an_error():
     a = np.zeros((10, 4))
     with pytest.raises(PipelineError, match="subset size 11"):
-        fid.kid_from_features(a, np.ones((20, 4)), subset_size=11, subsets=2, seed=0)
+        scores.kid_from_features(a, np.ones((20, 4)), subset_size=11, subsets=2, seed=0)
 
 
 def test_eval_config_rejects_subset_larger_than_num_real_and_unknown_device():
     good = dict(num_real=100, batch_size=50, kid_subset_size=100, kid_subsets=10, device="auto", seed=0)
-    assert from_dict(fid.EvalConfig, good, "evaluate").kid_subset_size == 100
+    assert from_dict(EvalConfig, good, "evaluate").kid_subset_size == 100
     with pytest.raises(ConfigError, match="evaluate.kid_subset_size"):
-        from_dict(fid.EvalConfig, {**good, "kid_subset_size": 101}, "evaluate")
+        from_dict(EvalConfig, {**good, "kid_subset_size": 101}, "evaluate")
     with pytest.raises(ConfigError, match="evaluate.device"):
-        from_dict(fid.EvalConfig, {**good, "device": "gpu"}, "evaluate")
-    assert fid.resolve_device("cpu") == "cpu"
-    assert fid.resolve_device("auto") in ("cpu", "cuda")
+        from_dict(EvalConfig, {**good, "device": "gpu"}, "evaluate")
+    assert features.resolve_device("cpu") == "cpu"
+    assert features.resolve_device("auto") in ("cpu", "cuda")
 
 
 def test_extract_features_rejects_bad_images_before_loading_weights():
     with pytest.raises(PipelineError, match="uint8"):
-        fid.extract_features(np.zeros((2, 3, 8, 8), np.float32), "missing.pth", "cpu", 2)
+        features.extract_features(np.zeros((2, 3, 8, 8), np.float32), "missing.pth", "cpu", 2)
     with pytest.raises(PipelineError, match="C in"):
-        fid.extract_features(np.zeros((2, 2, 8, 8), np.uint8), "missing.pth", "cpu", 2)
+        features.extract_features(np.zeros((2, 2, 8, 8), np.uint8), "missing.pth", "cpu", 2)
     with pytest.raises(PipelineError, match="not found"):
-        fid.extract_features(np.zeros((2, 1, 8, 8), np.uint8), "missing.pth", "cpu", 2)
+        features.extract_features(np.zeros((2, 1, 8, 8), np.uint8), "missing.pth", "cpu", 2)
 
 
 # --- weight conversion: mapping on a tiny network -------------------------------------------------------
@@ -176,8 +178,8 @@ def test_convert_real_wheel_weights_and_extract_features(tmp_path):
     assert report["max_feature_diff"] < inception.MAX_FEATURE_DIFF
 
     images = np.random.default_rng(0).integers(0, 256, size=(3, 1, 28, 28), dtype=np.uint8)
-    gray = fid.extract_features(images, out, "cpu", batch_size=2)
-    rgb = fid.extract_features(np.repeat(images, 3, axis=1), out, "cpu", batch_size=3)
+    gray = features.extract_features(images, out, "cpu", batch_size=2)
+    rgb = features.extract_features(np.repeat(images, 3, axis=1), out, "cpu", batch_size=3)
     assert gray.shape == (3, 2048) and gray.dtype == np.float64
     assert np.isfinite(gray).all() and gray.std() > 0
     np.testing.assert_allclose(gray, rgb, atol=1e-5)

@@ -9,9 +9,10 @@ import pickle
 import numpy as np
 import pytest
 
-from diffpipe import csv_data, mnist_source
-from diffpipe.csv_data import read_pixel_csv
-from diffpipe.io import PipelineError
+from diffpipe.data import pixel_csv as csv_data
+from diffpipe.sources import mnist as mnist_source
+from diffpipe.data.pixel_csv import read_pixel_csv
+from diffpipe.core.errors import PipelineError
 
 
 class Evil:

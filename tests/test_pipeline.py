@@ -1,4 +1,10 @@
-"""Pipeline consistency: dvc.yaml vs stage scripts vs params.yaml (STYLE habit 6)."""
+"""Pipeline consistency: dvc.yaml vs stage scripts vs params.yaml, and the package's import layering.
+
+Stage deps name the stage script and the package folders (subpackages) it imports, directly or not.
+Stages whose outputs are pinned by checksums (downloads, conversions) instead list the exact module files
+that produce those outputs, leaving out the plumbing that cannot change their bytes (errors, CLI, atomic
+writes), so editing unrelated code never re-runs a 110 MB download.
+"""
 import ast
 import re
 from pathlib import Path
@@ -7,33 +13,45 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "src" / "diffpipe"
+SRC = ROOT / "src"
+PACKAGE = SRC / "diffpipe"
+PINNED_STAGES = {"fetch_mnist", "fetch_emoji", "inception_weights"}
+PLUMBING = {"diffpipe.core.errors", "diffpipe.core.cli", "diffpipe.core.files"}
 
 
-def diffpipe_imports(path: Path) -> set[str]:
-    """Module names of `diffpipe` imported by a file (absolute `diffpipe.x` and relative `.x`)."""
+def module_file(name: str) -> Path:
+    path = SRC / Path(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def direct_imports(path: Path, module: str) -> set[str]:
+    """Dotted `diffpipe.*` modules a file imports (absolute and relative)."""
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.module and (node.module == "diffpipe" or node.module.startswith("diffpipe.")) or node.level:
-                base = (node.module or "").removeprefix("diffpipe").lstrip(".")
-                if base:
-                    found.add(base.split(".")[0])
-                else:
-                    found.update(a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists())
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            if not target.startswith("diffpipe"):
+                continue
+            for alias in node.names:  # `from diffpipe.metrics import features` imports a module
+                candidate = f"{target}.{alias.name}"
+                found.add(candidate if module_file(candidate).exists() else target)
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("diffpipe."))
-    return found
+            found.update(a.name for a in node.names if a.name.startswith("diffpipe."))
+    return {m for m in found if module_file(m).exists() and module_file(m).name != "__init__.py"}
 
 
-def transitive_modules(script: Path) -> set[str]:
-    todo, seen = list(diffpipe_imports(script)), set()
+def transitive_imports(script: Path) -> set[str]:
+    todo, seen = list(direct_imports(script, "__main__")), set()
     while todo:
         mod = todo.pop()
-        if mod in seen:
-            continue
-        seen.add(mod)
-        todo.extend(diffpipe_imports(PACKAGE / f"{mod}.py"))
+        if mod not in seen:
+            seen.add(mod)
+            todo.extend(direct_imports(module_file(mod), mod))
     return seen
 
 
@@ -51,27 +69,58 @@ def load_pipeline(path: Path) -> dict:
     return {name: stage.get("do", stage) for name, stage in raw.items()}
 
 
-def stages(path: Path = ROOT / "dvc.yaml") -> dict:
-    return load_pipeline(path)
+def stage_cases() -> list:
+    return [pytest.param(pipeline, name, stage, id=f"{pipeline.parent.relative_to(ROOT)}:{name}")
+            for pipeline in PIPELINES for name, stage in load_pipeline(pipeline).items()]
 
 
-def test_every_imported_src_module_is_a_stage_dependency():
-    for pipeline in PIPELINES:
-        base = pipeline.parent
-        for name, stage in stages(pipeline).items():
-            script = re.search(r"\S*stages/\w+\.py", stage["cmd"]).group(0)
-            deps = {(base / d).resolve() for d in stage["deps"] if isinstance(d, str)}
-            where = f"{pipeline.relative_to(ROOT)} stage {name}"
-            assert (base / script).resolve() in deps, f"{where}: its script {script} is not a dependency"
-            needed = {PACKAGE / f"{m}.py" for m in transitive_modules((base / script).resolve())}
-            missing = sorted(str(m.relative_to(ROOT)) for m in needed - deps)
-            assert not missing, f"{where} imports {missing} but does not list them in deps"
+@pytest.mark.parametrize("pipeline, name, stage", stage_cases())
+def test_stage_deps_are_its_script_and_the_package_code_it_imports(pipeline, name, stage):
+    base = pipeline.parent
+    script = (base / re.search(r"\S*stages/\w+\.py", stage["cmd"]).group(0)).resolve()
+    deps = {(base / d).resolve() for d in stage["deps"] if isinstance(d, str)}
+    assert script in deps, f"its script {script.name} is not a dependency"
+    modules = transitive_imports(script)
+    if name in PINNED_STAGES:
+        expected = {module_file(m).resolve() for m in modules - PLUMBING}
+    else:
+        expected = {(PACKAGE / m.split(".")[1]).resolve() for m in modules}
+    listed = {d for d in deps if d.is_relative_to(PACKAGE.resolve())}
+    assert listed == expected, (f"package deps {sorted(str(d.relative_to(ROOT)) for d in listed)} != imported "
+                                f"{sorted(str(d.relative_to(ROOT)) for d in expected)}")
+
+
+def test_imports_point_one_way():
+    """core imports no other subpackage; nets know nothing of diffusion; samplers nothing of networks;
+    pictures only draw; data and sources do not reach into the model code."""
+    forbidden = {"core": {"sources", "data", "nets", "diffusion", "metrics", "pictures"},
+                 "nets": {"diffusion", "metrics", "pictures", "data", "sources"},
+                 "data": {"nets", "diffusion", "metrics", "pictures", "sources"},
+                 "pictures": {"nets", "diffusion", "metrics", "data", "sources"},
+                 "sources": {"nets", "diffusion", "metrics", "pictures"},
+                 "diffusion": {"metrics", "pictures", "sources"}}
+    for path in PACKAGE.rglob("*.py"):
+        sub = path.relative_to(PACKAGE).parts[0]
+        module = "diffpipe." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        imported = {m.split(".")[1] for m in direct_imports(path, module)}
+        assert not imported & forbidden.get(sub, set()), f"{module} imports {imported & forbidden[sub]}"
+    samplers = direct_imports(PACKAGE / "diffusion" / "samplers.py", "diffpipe.diffusion.samplers")
+    assert not any(m.startswith("diffpipe.nets") for m in samplers)
+
+
+def test_package_layout_is_grouped_and_names_no_stdlib_module():
+    import sys
+    for folder in [PACKAGE, *[p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"]]:
+        modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
+        assert len(modules) <= 12, f"{folder.relative_to(ROOT)} holds {len(modules)} modules"
+        for p in modules:
+            assert p.stem not in sys.stdlib_module_names, f"{p.relative_to(ROOT)} is named like a standard module"
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_stage_params_exist_in_params_yaml(pipeline):
     params = yaml.safe_load((pipeline.parent / "params.yaml").read_text())
-    for name, stage in stages(pipeline).items():
+    for name, stage in load_pipeline(pipeline).items():
         for entry in stage.get("params", []):
             keys = entry if isinstance(entry, str) else None
             if keys is None or "${" in keys:  # templated keys are checked by dvc itself
@@ -87,6 +136,18 @@ def test_scripts_take_paths_only_from_the_command_line():
     for script in (ROOT / "stages").glob("*.py"):
         text = script.read_text()
         assert not re.search(r"[\"'](data|models|metrics|plots|samples)/", text), f"{script.name} hard-codes a path"
+
+
+def test_the_repository_stands_alone():
+    """Nothing tracked points at files outside the repository or at documents it does not carry."""
+    import subprocess
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    pattern = re.compile(r"\.\./shared|SPEC\.md|SPEC System|STYLE habit|issue \"")
+    offenders = [f for f in tracked if (ROOT / f).is_file() and f.endswith((".py", ".md", ".yaml", ".sh", ".yml"))
+                 and f != "tests/test_pipeline.py" and pattern.search((ROOT / f).read_text(errors="ignore"))]
+    assert offenders == []
+    for doc in ("docs/systems/mnist-ddpm.md", "docs/systems/flowers-ddim.md"):
+        assert (ROOT / doc).is_file(), doc
 
 
 def test_analytics_are_off_in_committed_dvc_config():

@@ -4,16 +4,21 @@ import pytest
 import torch
 from PIL import Image
 
-from diffpipe.config import ConfigError, from_dict
-from diffpipe.models import ModelConfig, build_model
-from diffpipe.schedule import DiffusionConfig, NoiseSchedule
-from diffpipe.sweep import SweepConfig, markdown_table, summary_rows
-from diffpipe.timestep_loss import TimestepLossConfig, loss_by_timestep
-from diffpipe.unet import UNetConfig
-from diffpipe.visualize import visualize
+from helpers import TINY_UNET, diffusion_cfg, model_cfg, spec
 
-TINY = ModelConfig(unet=UNetConfig(down_ch=(8, 16, 32), mid_ch=(32, 32), up_ch=(32, 16, 8), t_emb_dim=16,
-                                   attn_down=(False, False), attn_up=(False, False)))
+from diffpipe.core.config import from_dict
+from diffpipe.core.errors import ConfigError
+from diffpipe.core.params import SweepConfig, TimestepLossConfig
+from diffpipe.diffusion.generate import record_process
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.metrics.sweep import markdown_table, summary_rows
+from diffpipe.metrics.timestep_loss import loss_by_timestep
+from diffpipe.nets.builder import build_model
+from diffpipe.pictures.process import save_process
+
+TINY = model_cfg(**TINY_UNET, attn_down=(False, False), attn_up=(False, False))
+POINT = dict(sampler="ddim", steps=10, eta=0.0, clip_x0=False)
+SWEEP = dict(num_images=10, batch_size=10, first_seed=0, kid_subset_size=5, kid_subsets=5)
 
 
 def tiny_model():
@@ -23,9 +28,11 @@ def tiny_model():
 
 def test_sweep_points_are_checked_up_front():
     with pytest.raises(ConfigError, match=r"sweep\.points\.bad\.eta"):
-        from_dict(SweepConfig, {"num_images": 10, "kid_subset_size": 5, "points": {"bad": {"eta": 2.0}}}, "sweep")
+        from_dict(SweepConfig, {**SWEEP, "points": {"bad": {**POINT, "eta": 2.0}}}, "sweep")
     with pytest.raises(ConfigError, match=r"sweep\.kid_subset_size"):
-        from_dict(SweepConfig, {"num_images": 10, "kid_subset_size": 20, "points": {"a": {}}}, "sweep")
+        from_dict(SweepConfig, {**SWEEP, "kid_subset_size": 20, "points": {"a": POINT}}, "sweep")
+    with pytest.raises(ConfigError, match=r"sweep\.points\.a\.clip_x0` is missing"):
+        from_dict(SweepConfig, {**SWEEP, "points": {"a": {"sampler": "ddim", "steps": 10, "eta": 0.0}}}, "sweep")
 
 
 def test_sweep_rows_and_table_order():
@@ -38,19 +45,19 @@ def test_sweep_rows_and_table_order():
 
 
 def test_loss_by_timestep_rows_are_reproducible():
-    model, s = tiny_model(), NoiseSchedule.from_config(DiffusionConfig(num_timesteps=100))
+    model, s = tiny_model(), NoiseSchedule.from_config(diffusion_cfg(num_timesteps=100))
     images = np.random.default_rng(0).integers(0, 256, (12, 1, 8, 8), dtype=np.uint8)
-    cfg = TimestepLossConfig(buckets=4, num_images=10, batch_size=4)
+    cfg = TimestepLossConfig(buckets=4, num_images=10, batch_size=4, seed=0)
     rows = loss_by_timestep(model, s, images, cfg)
     assert [(r["t_start"], r["t_end"]) for r in rows] == [(0, 25), (25, 50), (50, 75), (75, 100)]
     assert all(r["mse"] > 0 for r in rows)
     assert rows == loss_by_timestep(model, s, images, cfg)
 
 
-def test_visualize_writes_gif_and_strip(tmp_path):
-    model, s = tiny_model(), NoiseSchedule.from_config(DiffusionConfig(num_timesteps=50))
-    ts = visualize(model, s, (1, 8, 8), range(3), "ddim", 10, 0.0, 6, tmp_path / "p.gif", tmp_path / "s.png",
-                   strip_columns=4)
+def test_reverse_process_pictures(tmp_path):
+    model, s = tiny_model(), NoiseSchedule.from_config(diffusion_cfg(num_timesteps=50))
+    frames, x0s, ts = record_process(model, s, (1, 8, 8), range(3), spec("ddim", steps=10), 6)
+    ts = save_process(frames, x0s, ts, tmp_path / "p.gif", tmp_path / "s.png", strip_columns=4)
     gif = Image.open(tmp_path / "p.gif")
     assert gif.n_frames == 7  # 6 recorded steps + the final image
     strip = Image.open(tmp_path / "s.png")

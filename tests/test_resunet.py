@@ -1,17 +1,26 @@
-"""SPEC System B residual U-Net: shapes, zero-initialised output, conditioning on the noise variance."""
+"""The flowers system's residual U-Net: shapes, zero-initialised output, conditioning on the noise variance."""
 import pytest
 import torch
 
-from diffpipe.config import ConfigError
-from diffpipe.models import ModelConfig, build_model, conditioning
-from diffpipe.resunet import ResUNet, ResUNetConfig, noise_embedding
-from diffpipe.schedule import DiffusionConfig, NoiseSchedule
-from diffpipe.train import ema_update
+from helpers import diffusion_cfg, resunet_cfg, RESUNET, REDUCED_UNET
+
+from diffpipe.core.config import from_dict
+from diffpipe.core.errors import ConfigError
+from diffpipe.core.params import ModelConfig
+from diffpipe.diffusion.denoiser import conditioning
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.diffusion.training import ema_update
+from diffpipe.nets.builder import build_model
+from diffpipe.nets.resunet import ResUNet, noise_embedding
+
+
+def resunet_model_cfg(**kw) -> ModelConfig:
+    return from_dict(ModelConfig, {"arch": "resunet", "unet": REDUCED_UNET, "resunet": {**RESUNET, **kw}}, "model")
 
 
 @pytest.mark.parametrize("widths, depth, channels, size", [((16, 24, 32), 2, 3, 64), ((8, 16), 1, 1, 28), ((8, 8, 8, 8), 1, 3, 32)])
 def test_shapes_and_zero_output_at_init(widths, depth, channels, size):
-    model = ResUNet(ResUNetConfig(widths=widths, block_depth=depth), channels)
+    model = ResUNet(resunet_cfg(widths=widths, block_depth=depth), channels)
     x = torch.randn(2, channels, size, size)
     out = model(x, torch.tensor([0.1, 0.9]))
     assert out.shape == x.shape
@@ -20,7 +29,7 @@ def test_shapes_and_zero_output_at_init(widths, depth, channels, size):
 
 def test_gradients_reach_the_first_layers_after_one_step():
     torch.manual_seed(0)
-    model = ResUNet(ResUNetConfig(widths=(8, 16), block_depth=1), 3)
+    model = ResUNet(resunet_cfg(widths=(8, 16), block_depth=1), 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, v = torch.randn(4, 3, 8, 8), torch.rand(4)
     for _ in range(2):  # step 1 moves the zero output conv; step 2 reaches every layer
@@ -39,15 +48,15 @@ def test_noise_embedding_frequencies():
 
 
 def test_resunet_is_conditioned_on_noise_variance():
-    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=100, schedule="angle"))
-    model = build_model(ModelConfig(arch="resunet", resunet=ResUNetConfig(widths=(8, 16), block_depth=1)), 3, 8)
+    s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=100, schedule="angle"))
+    model = build_model(resunet_model_cfg(widths=(8, 16), block_depth=1), 3, 8)
     t = torch.tensor([0, 99])
     torch.testing.assert_close(conditioning(model, s, t), 1 - s.alpha_bar[t])
 
 
 def test_ema_averages_batchnorm_statistics():
-    a = ResUNet(ResUNetConfig(widths=(8, 16), block_depth=1), 3)
-    b = ResUNet(ResUNetConfig(widths=(8, 16), block_depth=1), 3)
+    a = ResUNet(resunet_cfg(widths=(8, 16), block_depth=1), 3)
+    b = ResUNet(resunet_cfg(widths=(8, 16), block_depth=1), 3)
     a.train()(torch.randn(4, 3, 8, 8) * 3 + 2, torch.rand(4))  # moves a's running stats
     ema_update(b, a, 0.5)
     name = "down.0.0.norm.running_mean"
@@ -56,4 +65,4 @@ def test_ema_averages_batchnorm_statistics():
 
 def test_image_size_must_fit_the_pooling():
     with pytest.raises(ConfigError, match=r"model\.resunet\.widths"):
-        build_model(ModelConfig(arch="resunet", resunet=ResUNetConfig(widths=(8, 16, 32))), 3, 30)
+        build_model(resunet_model_cfg(widths=(8, 16, 32)), 3, 30)

@@ -2,11 +2,15 @@
 import numpy as np
 import torch
 
-from diffpipe.models import ModelConfig, build_model
-from diffpipe.sample import generate
-from diffpipe.samplers import ImageNoise, ddim_sample, ddim_timesteps, ddpm_sample
-from diffpipe.schedule import DiffusionConfig, NoiseSchedule
-from diffpipe.unet import UNetConfig
+import pytest
+from helpers import TINY_UNET, diffusion_cfg, model_cfg, spec
+
+from diffpipe.core.errors import ConfigError
+from diffpipe.diffusion.generate import generate
+from diffpipe.diffusion.noise import ImageNoise
+from diffpipe.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample, sampler_timesteps
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.nets.builder import build_model
 
 
 def toy_eps_fn(x, t):
@@ -15,15 +19,15 @@ def toy_eps_fn(x, t):
 
 
 def test_ddim_eta1_all_steps_equals_ddpm():
-    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=60))
+    s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=60))
     shape = (1, 4, 4)
     x_ddpm = ddpm_sample(toy_eps_fn, s, ImageNoise([3, 4, 5], shape))
-    x_ddim = ddim_sample(toy_eps_fn, s, ImageNoise([3, 4, 5], shape), num_steps=60, eta=1.0)
+    x_ddim = ddim_sample(toy_eps_fn, s, ImageNoise([3, 4, 5], shape), ddim_timesteps(60, 60), eta=1.0)
     torch.testing.assert_close(x_ddim, x_ddpm, atol=1e-4, rtol=1e-4)
 
 
 def test_ddim_eta0_with_oracle_recovers_x0():
-    s = NoiseSchedule.from_config(DiffusionConfig())
+    s = NoiseSchedule.from_config(diffusion_cfg())
     torch.manual_seed(0)
     x0 = torch.rand(4, 1, 6, 6) * 2 - 1
 
@@ -32,7 +36,7 @@ def test_ddim_eta0_with_oracle_recovers_x0():
         return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
     for steps in (10, 50):
-        out = ddim_sample(oracle, s, ImageNoise(range(4), (1, 6, 6)), num_steps=steps, eta=0.0)
+        out = ddim_sample(oracle, s, ImageNoise(range(4), (1, 6, 6)), ddim_timesteps(1000, steps), eta=0.0)
         torch.testing.assert_close(out, x0, atol=1e-4, rtol=0)
 
 
@@ -42,23 +46,30 @@ def test_ddim_timesteps_cover_both_ends():
     assert ddim_timesteps(10, 10) == list(range(9, -1, -1))
 
 
+def test_sampler_timesteps_is_the_one_place_steps_become_timesteps():
+    assert sampler_timesteps(spec("ddpm", steps=7), 20) == list(range(19, -1, -1))  # DDPM walks all T
+    assert sampler_timesteps(spec("ddim", steps=5), 20) == ddim_timesteps(20, 5)
+    with pytest.raises(ConfigError, match="must not exceed"):
+        sampler_timesteps(spec("ddim", steps=50), 20)
+
+
 def test_images_do_not_depend_on_batch_size():
     torch.manual_seed(0)
-    cfg = ModelConfig(unet=UNetConfig(down_ch=(8, 16, 32), mid_ch=(32, 32), up_ch=(32, 16, 8),
-                                      t_emb_dim=16, attn_down=(False, True), attn_up=(True, False)))
+    cfg = model_cfg(**TINY_UNET, attn_down=(False, True), attn_up=(True, False))
     model = build_model(cfg, 1, 8).eval()
-    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=20))
+    s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=20))
     for sampler, eta in (("ddim", 0.5), ("ddpm", 1.0)):
-        a = generate(model, s, (1, 8, 8), sampler, 5, first_seed=10, batch_size=5, steps=5, eta=eta, progress=False)
-        b = generate(model, s, (1, 8, 8), sampler, 5, first_seed=10, batch_size=2, steps=5, eta=eta, progress=False)
+        sp = spec(sampler, steps=5, eta=eta)
+        a = generate(model, s, (1, 8, 8), sp, 5, first_seed=10, batch_size=5, progress=False)
+        b = generate(model, s, (1, 8, 8), sp, 5, first_seed=10, batch_size=2, progress=False)
         np.testing.assert_array_equal(a, b)
-        c = generate(model, s, (1, 8, 8), sampler, 2, first_seed=13, batch_size=2, steps=5, eta=eta, progress=False)
+        c = generate(model, s, (1, 8, 8), sp, 2, first_seed=13, batch_size=2, progress=False)
         np.testing.assert_array_equal(a[3:], c)  # image i depends only on seed first_seed + i
 
 
 def test_clipped_ddpm_mean_equals_eq11_when_x0_in_range():
     """Eq. 7's posterior mean in terms of x0 equals eq. 11 whenever x0_pred needs no clamping."""
-    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=40))
+    s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=40))
     torch.manual_seed(0)
     x0 = torch.rand(3, 1, 4, 4) * 1.6 - 0.8
 
@@ -72,7 +83,7 @@ def test_clipped_ddpm_mean_equals_eq11_when_x0_in_range():
 
 
 def test_clip_x0_keeps_ddim_inside_the_data_range():
-    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=50))
+    s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=50))
     wild = lambda x, t: -3.0 * x  # noqa: E731 - a predictor that pushes x0 far outside [-1, 1]
-    out = ddim_sample(wild, s, ImageNoise(range(2), (1, 4, 4)), num_steps=10, clip_x0=True)
+    out = ddim_sample(wild, s, ImageNoise(range(2), (1, 4, 4)), ddim_timesteps(50, 10), eta=0.0, clip_x0=True)
     assert out.abs().max().item() <= 1.0 + 1e-5

@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 
-from diffpipe.config import ConfigError
-from diffpipe.schedule import DiffusionConfig, NoiseSchedule, angle_signal_rates, cosine_betas, linear_betas
+from helpers import diffusion_cfg
+
+from diffpipe.core.errors import ConfigError
+from diffpipe.diffusion.schedule import NoiseSchedule, angle_signal_rates, cosine_betas, linear_betas
 
 
 def test_linear_betas_endpoints_and_length():
@@ -16,7 +18,7 @@ def test_linear_betas_endpoints_and_length():
 
 
 def test_posterior_variance_pinned_values():
-    s = NoiseSchedule.from_config(DiffusionConfig())
+    s = NoiseSchedule.from_config(diffusion_cfg())
     # beta_tilde_0 = 0 (alpha_bar_{-1} = 1); at t = 999 it is just below beta_999 = 0.02.
     assert s.posterior_variance[0].item() == 0.0
     expected = 0.02 * (1 - s.alpha_bar_f64[998].item()) / (1 - s.alpha_bar_f64[999].item())
@@ -27,7 +29,7 @@ def test_posterior_variance_pinned_values():
 
 
 def test_q_sample_statistics_match_closed_form():
-    s = NoiseSchedule.from_config(DiffusionConfig())
+    s = NoiseSchedule.from_config(diffusion_cfg())
     torch.manual_seed(0)
     x0 = torch.full((20000, 1, 1, 1), 0.7)
     for t_val in (0, 250, 999):
@@ -39,7 +41,7 @@ def test_q_sample_statistics_match_closed_form():
 
 
 def test_x0_round_trip():
-    s = NoiseSchedule.from_config(DiffusionConfig())
+    s = NoiseSchedule.from_config(diffusion_cfg())
     torch.manual_seed(1)
     x0, eps = torch.rand(8, 1, 4, 4) * 2 - 1, torch.randn(8, 1, 4, 4)
     t = torch.tensor([0, 1, 10, 100, 500, 900, 998, 999])
@@ -62,7 +64,7 @@ def test_angle_rates_closed_forms():
     assert signal[0].item() == pytest.approx(0.95)
     assert signal[-1].item() == pytest.approx(0.02)
     assert torch.all(signal[1:] < signal[:-1])
-    sched = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=100, schedule="angle"))
+    sched = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=100, schedule="angle"))
     assert sched.alpha_bar_f64[-1].item() == pytest.approx(0.02 ** 2)
 
 
@@ -73,4 +75,4 @@ def test_angle_rates_closed_forms():
 ])
 def test_bad_schedule_params_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        DiffusionConfig(**kwargs)
+        diffusion_cfg(**kwargs)

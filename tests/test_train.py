@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from diffpipe.checkpoint import load_model, save_checkpoint
-from diffpipe.models import ModelConfig, build_model
-from diffpipe.pixels import to_model_range, to_uint8
-from diffpipe.schedule import DiffusionConfig, NoiseSchedule
-from diffpipe.train import TrainConfig, diffusion_loss, train
-from diffpipe.unet import UNetConfig
+from helpers import TINY_UNET, diffusion_cfg, model_cfg, train_cfg
 
-TINY = ModelConfig(unet=UNetConfig(down_ch=(8, 16, 32), mid_ch=(32, 32), up_ch=(32, 16, 8), t_emb_dim=16,
-                                   attn_down=(False, True), attn_up=(True, False)))
+from diffpipe.data.pixels import to_model_range, to_uint8
+from diffpipe.diffusion.checkpoint import load_model, save_checkpoint
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.diffusion.training import diffusion_loss, train
+from diffpipe.nets.builder import build_model
+
+TINY = model_cfg(**TINY_UNET, attn_down=(False, True), attn_up=(True, False))
 
 
 def tiny_images(n=16, size=8):
@@ -29,8 +29,8 @@ def test_pixel_scaling_round_trip():
 
 
 def test_short_training_run_lowers_the_loss_and_checkpoint_round_trips(tmp_path):
-    cfg = TrainConfig(epochs=40, batch_size=8, lr=3e-3, device="cpu", log_every=5, grid_images=0)
-    result = train(tiny_images(), DiffusionConfig(num_timesteps=50), TINY, cfg, progress=False)
+    cfg = train_cfg(epochs=40, batch_size=8, lr=3e-3, log_every=5)
+    result = train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, progress=False)
     losses = [e["loss"] for e in result.epoch_losses]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
     assert result.metrics["best_loss"] == min(losses)
@@ -49,7 +49,7 @@ def test_short_training_run_lowers_the_loss_and_checkpoint_round_trips(tmp_path)
 def test_fp32_and_bf16_losses_agree():
     torch.manual_seed(0)
     model = build_model(TINY, 1, 8)
-    s = NoiseSchedule.from_config(DiffusionConfig(num_timesteps=50))
+    s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=50))
     x0 = to_model_range(torch.from_numpy(tiny_images(32)))
     t = torch.randint(0, 50, (32,))
     eps = torch.randn_like(x0)
@@ -61,7 +61,7 @@ def test_fp32_and_bf16_losses_agree():
 
 
 def test_training_is_reproducible_from_the_seed():
-    cfg = TrainConfig(epochs=2, batch_size=8, device="cpu", grid_images=0)
-    a = train(tiny_images(), DiffusionConfig(num_timesteps=50), TINY, cfg, progress=False)
-    b = train(tiny_images(), DiffusionConfig(num_timesteps=50), TINY, cfg, progress=False)
+    cfg = train_cfg(epochs=2, batch_size=8)
+    a = train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, progress=False)
+    b = train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, progress=False)
     assert a.epoch_losses[-1]["loss"] == b.epoch_losses[-1]["loss"]

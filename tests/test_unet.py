@@ -1,17 +1,18 @@
-"""System A U-Net: shapes for several configs, gradients reach every parameter, config errors name keys."""
+"""The MNIST U-Net: shapes for several configs, gradients reach every parameter, config errors name keys."""
 import pytest
 import torch
 
-from diffpipe.config import ConfigError
-from diffpipe.models import ModelConfig, build_model
-from diffpipe.unet import SelfAttention, UNet, UNetConfig, sinusoidal_embedding
+from helpers import TINY_UNET, model_cfg, unet_cfg
 
-REDUCED = UNetConfig()  # SPEC System A reported run
-FULL = UNetConfig(down_ch=(32, 64, 128, 256), mid_ch=(256, 256, 128), up_ch=(256, 128, 64, 16),
-                  down_sample=(True, True, False), num_down_layers=2, num_mid_layers=2, num_up_layers=2,
-                  attn_down=(True, True, True), attn_up=(True, True, True))
-TINY_RGB = UNetConfig(down_ch=(8, 16, 32), mid_ch=(32, 32), up_ch=(32, 16, 8), t_emb_dim=16,
-                      attn_down=(False, False), attn_mid=False, attn_up=(False, False))
+from diffpipe.core.errors import ConfigError
+from diffpipe.nets.builder import build_model
+from diffpipe.nets.unet import SelfAttention, UNet, sinusoidal_embedding
+
+REDUCED = unet_cfg()  # the MNIST DDPM source's reported run
+FULL = unet_cfg(down_ch=(32, 64, 128, 256), mid_ch=(256, 256, 128), up_ch=(256, 128, 64, 16),
+                down_sample=(True, True, False), num_down_layers=2, num_mid_layers=2, num_up_layers=2,
+                attn_down=(True, True, True), attn_up=(True, True, True))
+TINY_RGB = unet_cfg(**TINY_UNET, attn_down=(False, False), attn_mid=False, attn_up=(False, False))
 
 
 @pytest.mark.parametrize("cfg, channels, size", [(REDUCED, 1, 28), (FULL, 1, 28), (TINY_RGB, 3, 32), (TINY_RGB, 1, 16)])
@@ -24,7 +25,7 @@ def test_output_shape_matches_input(cfg, channels, size):
 
 
 def test_parameter_counts_of_source_configs():
-    # Pinned so an accidental architecture change is noticed (SPEC's blocks, channel lists, layer counts).
+    # Pinned so an accidental architecture change is noticed (the source's blocks, channel lists, layer counts).
     assert sum(p.numel() for p in UNet(REDUCED, 1).parameters()) == 1_596_673
     assert sum(p.numel() for p in UNet(FULL, 1).parameters()) == 10_846_433
 
@@ -60,18 +61,19 @@ def test_time_embedding_formula():
 
 
 @pytest.mark.parametrize("kwargs, key", [
-    ({"up_ch": (128, 32, 16)}, "model.up_ch"),
-    ({"down_ch": (32, 64, 124)}, "model.down_ch"),  # not divisible by 8 groups
-    ({"down_sample": (True,)}, "model.down_sample"),
-    ({"mid_ch": (64, 128)}, "model.mid_ch"),
-    ({"attn_up": (True,)}, "model.attn_up"),
-    ({"num_mid_layers": 0}, "model.num_mid_layers"),
+    ({"up_ch": (128, 32, 16)}, "model.unet.up_ch"),
+    ({"down_ch": (32, 64, 124)}, "model.unet.down_ch"),  # not divisible by 8 groups
+    ({"down_sample": (True,)}, "model.unet.down_sample"),
+    ({"mid_ch": (64, 128)}, "model.unet.mid_ch"),
+    ({"attn_up": (True,)}, "model.unet.attn_up"),
+    ({"num_mid_layers": 0}, "model.unet.num_mid_layers"),
+    ({"num_heads": 3}, "model.unet.num_heads"),
 ])
 def test_bad_network_params_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        UNetConfig(**kwargs)
+        unet_cfg(**kwargs)
 
 
 def test_image_size_not_divisible_by_downsampling():
-    with pytest.raises(ConfigError, match=r"model\.down_sample.*30"):
-        build_model(ModelConfig(), 1, 30)
+    with pytest.raises(ConfigError, match=r"model\.unet\.down_sample.*30"):
+        build_model(model_cfg(), 1, 30)

@@ -1,7 +1,8 @@
 """diffpipe: a reproducible diffusion-model pipeline (DDPM/DDIM) driven by DVC.
 
-Modules, one job each: config (params loader), pixels (the two scaling functions), io (atomic writes),
-mnist_source (default data), csv_data (CSV reader), schedule (noise schedules), unet (System A network),
-samplers (DDPM / DDIM), train (training loop), inception / fid (FID/KID with torch-fidelity).
+Subpackages: core (errors, params, atomic files, CLI, devices), sources (pinned downloads), data (CSV and
+image-folder input, pixel scaling), nets (the two U-Nets), diffusion (schedules, samplers, generation,
+training, checkpoints), metrics (Inception features, FID/KID, timestep loss, sweep), pictures (grids, plots).
+Imports point one way: stages -> package; core imports nothing else; nets know nothing of diffusion.
 """
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Schedules, samplers, batched generation, the training loop and the checkpoint format."""

@@ -1,0 +1,81 @@
+"""The checkpoint format, written and read here only: a self-describing file from which sampling and
+evaluation rebuild the model alone (weights, EMA weights, optimizer, step, RNG state, the configs)."""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..core.config import from_dict, to_dict
+from ..core.errors import PipelineError
+from ..core.files import atomic_path
+from ..core.params import DiffusionConfig, ModelConfig, TrainConfig
+from ..data.channel_norm import ChannelNorm
+from ..nets.builder import build_model
+
+FORMAT = "diffpipe-checkpoint-v1"
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    # Saved from the un-compiled module and copied to CPU so later epochs do not mutate it.
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
+
+
+def make_checkpoint(model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, step: int, epoch: int,
+                    loss: float, gen: torch.Generator, diffusion: DiffusionConfig, model_cfg: ModelConfig,
+                    train_cfg: TrainConfig, image_shape: tuple[int, int, int], norm: ChannelNorm) -> dict:
+    """The checkpoint dict (the keys' order is part of the format: the file's bytes and md5 depend on it)."""
+    return {
+        "format": FORMAT,
+        "model": _cpu_state(model),
+        "ema": _cpu_state(ema),
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "step": step,
+        "epoch": epoch,
+        "loss": loss,
+        "rng": {"torch": torch.get_rng_state(), "generator": gen.get_state().cpu()},
+        "config": {"diffusion": to_dict(diffusion), "model": to_dict(model_cfg), "train": to_dict(train_cfg)},
+        "image_shape": list(image_shape),  # (C, H, W)
+        "data_norm": norm.to_dict(),
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:
+    # Saved through a file object: given a path, torch.save records the (random) temp file name in the
+    # archive, and identical checkpoints would hash differently for DVC.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module  # EMA weights, eval mode
+    diffusion: DiffusionConfig
+    model_cfg: ModelConfig
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    norm: ChannelNorm
+    checkpoint: dict
+
+
+def load_model(path: str | os.PathLike, device: torch.device, weights: str = "ema") -> LoadedModel:
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
+        raise PipelineError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise PipelineError(f"{path}: not a diffpipe checkpoint (missing format tag {FORMAT!r})")
+    diffusion = from_dict(DiffusionConfig, ckpt["config"]["diffusion"], "checkpoint.diffusion")
+    model_cfg = from_dict(ModelConfig, ckpt["config"]["model"], "checkpoint.model")
+    c, h, w = ckpt["image_shape"]
+    model = build_model(model_cfg, c, h)
+    model.load_state_dict(ckpt[weights])
+    model.to(device).eval().requires_grad_(False)
+    norm = ChannelNorm(**{k: tuple(v) for k, v in ckpt["data_norm"].items()})
+    return LoadedModel(model, diffusion, model_cfg, (c, h, w), norm, ckpt)

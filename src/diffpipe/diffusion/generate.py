@@ -1,0 +1,68 @@
+"""Batched generation with per-image seeds, and the recorded reverse process for the pictures.
+
+Image i uses seed first_seed + i, so it does not depend on the batching. Both functions go through
+`samplers.run_sampler` with one `SamplerSpec`, and map model units back to uint8 the same way.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..core.params import SamplerSpec
+from ..data.channel_norm import ChannelNorm
+from ..data.pixels import to_uint8
+from .denoiser import make_eps_fn
+from .noise import ImageNoise
+from .samplers import run_sampler, sampler_timesteps
+from .schedule import NoiseSchedule
+
+
+def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
+             spec: SamplerSpec, num_images: int, first_seed: int, batch_size: int,
+             autocast_dtype: torch.dtype | None = None, progress: bool = True,
+             norm: ChannelNorm | None = None) -> np.ndarray:
+    """N images as uint8 (N, C, H, W); image i depends only on seed first_seed + i, not on the batching."""
+    device = next(model.parameters()).device
+    eps_fn = make_eps_fn(model, schedule, autocast_dtype)
+    norm = norm or ChannelNorm.identity(image_shape[0])
+    out = np.empty((num_images, *image_shape), dtype=np.uint8)
+    for start in tqdm(range(0, num_images, batch_size), desc=f"{spec.sampler} sampling", disable=not progress):
+        seeds = range(first_seed + start, first_seed + min(start + batch_size, num_images))
+        x0 = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device))
+        out[start:start + len(seeds)] = to_uint8(norm.invert(x0)).cpu().numpy()
+    return out
+
+
+def timed_generate(*args, **kwargs) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    images = generate(*args, **kwargs)
+    return images, time.perf_counter() - start
+
+
+@torch.no_grad()
+def record_process(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
+                   seeds, spec: SamplerSpec, num_frames: int, norm: ChannelNorm | None = None):
+    """Run one sampler over `seeds`; return (frames of x_t, x0-predictions, their timesteps) as uint8 arrays.
+
+    frames: (F, B, C, H, W) at about `num_frames` evenly spaced steps; the last frame is the final image,
+    whose timestep is given as -1.
+    """
+    device = next(model.parameters()).device
+    eps_fn = make_eps_fn(model, schedule)
+    total = len(sampler_timesteps(spec, schedule.num_timesteps))
+    keep = set(np.unique(np.linspace(0, total - 1, num_frames).round().astype(int)).tolist())
+    frames, x0s, ts = [], [], []
+    norm = norm or ChannelNorm.identity(image_shape[0])
+
+    def callback(i, t, x_t, x0_pred):
+        if i in keep:
+            frames.append(to_uint8(norm.invert(x_t.clamp(-3, 3))).cpu().numpy())
+            x0s.append(to_uint8(norm.invert(x0_pred)).cpu().numpy())
+            ts.append(int(t))
+
+    final = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device), callback=callback)
+    last = to_uint8(norm.invert(final)).cpu().numpy()
+    return np.stack(frames + [last]), np.stack(x0s + [last]), ts + [-1]

@@ -1,0 +1,125 @@
+"""Reverse-process samplers: DDPM ancestral sampling and DDIM. They know nothing of the network.
+
+References
+- Ho et al. 2020 (DDPM), Algorithm 2 and eq. 11: mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps) / sqrt(alpha_t);
+  sigma_t² = beta_tilde_t (eq. 7).
+- Song, Meng, Ermon 2021 (DDIM), eq. 12 (the generalised update) and eq. 16 (sigma(eta)).
+  With eta = 1 over all T steps, eq. 12 is exactly DDPM's update (tested).
+
+`eps_fn(x_t, t)` returns the predicted noise for a batch at integer timesteps t (B,); randomness comes
+from an `ImageNoise` (noise.py). `run_sampler` is the one dispatch from a `SamplerSpec` (params) to a
+sampler, and `sampler_timesteps` the one place a spec becomes the timesteps it visits.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..core.errors import ConfigError
+from ..core.params import SamplerSpec
+from .noise import ImageNoise
+from .schedule import NoiseSchedule
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step index, t, x_t, x0_pred)
+
+
+@torch.no_grad()
+def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
+                callback: Optional[StepCallback] = None, clip_x0: bool = False) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over all T steps; returns x_0 (unclamped).
+
+    Notation: betas -> beta_t, alphas -> alpha_t, alpha_bar -> ᾱ_t, posterior_variance -> sigma_t² = beta_tilde_t.
+    clip_x0=False is the source's rule (eq. 11, x0_pred only reported); True clamps x0_pred to [-1, 1] and
+    uses the posterior mean of eq. 7 in terms of x0 (as Ho et al.'s released code does).
+    """
+    x = noise.randn()  # x_T ~ N(0, I)
+    batch = x.shape[0]
+    for i, t in enumerate(range(schedule.num_timesteps - 1, -1, -1)):
+        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
+        eps_pred = eps_fn(x, t_batch).float()
+        beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bar[t]
+        x0_pred = schedule.predict_x0(x, t_batch, eps_pred)
+        if clip_x0:
+            # 1'. Posterior mean, eq. 7: mu_tilde = sqrt(ᾱ_{t-1}) beta_t / (1 - ᾱ_t) x0 + sqrt(alpha_t)(1 - ᾱ_{t-1}) / (1 - ᾱ_t) x_t.
+            x0_pred = x0_pred.clamp(-1.0, 1.0)
+            alpha_bar_prev = schedule.alpha_bar_prev[t]
+            mean = (alpha_bar_prev.sqrt() * beta * x0_pred + alpha.sqrt() * (1.0 - alpha_bar_prev) * x) / (1.0 - alpha_bar)
+        else:
+            # 1. Posterior mean, eq. 11.
+            mean = (x - beta / (1.0 - alpha_bar).sqrt() * eps_pred) / alpha.sqrt()
+        if callback is not None:
+            callback(i, t, x, x0_pred)
+        # 2. Add noise with sigma_t² = beta_tilde_t (eq. 7) except at the last step.
+        if t > 0:
+            x = mean + schedule.posterior_variance[t].sqrt() * noise.randn()
+        else:
+            x = mean
+    return x
+
+
+def ddim_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
+    """S timesteps evenly spread over {0 … T-1}, both ends included, descending (T-1 first)."""
+    if not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f"num_steps must be in [1, {num_timesteps}], got {num_steps}")
+    ts = np.unique(np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(int))
+    return [int(t) for t in ts[::-1]]
+
+
+@torch.no_grad()
+def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise, timesteps: list[int], eta: float,
+                callback: Optional[StepCallback] = None, clip_x0: bool = False) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq. 12) over the descending `timesteps`; eta = 0 deterministic, 1 = DDPM-like.
+
+    Notation: alpha_bar[t] -> ᾱ_t (the paper's α_t), alpha_bar_prev -> ᾱ at the next (smaller) timestep of
+    the sub-sequence, 1 after the last; sigma -> σ_t(η) of eq. 16. clip_x0 clamps x0_pred to [-1, 1]
+    (diffusers' `clip_sample`), keeping eps_pred as predicted.
+    """
+    x = noise.randn()  # x_T ~ N(0, I)
+    batch = x.shape[0]
+    one = torch.ones((), device=x.device)
+    for i, t in enumerate(timesteps):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        alpha_bar = schedule.alpha_bar[t]
+        alpha_bar_prev = schedule.alpha_bar[t_prev] if t_prev >= 0 else one
+        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
+        eps_pred = eps_fn(x, t_batch).float()
+        # 1. "Predicted x_0" term of eq. 12.
+        x0_pred = (x - (1.0 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
+        if clip_x0:
+            x0_pred = x0_pred.clamp(-1.0, 1.0)
+        if callback is not None:
+            callback(i, t, x, x0_pred)
+        # 2. sigma_t(eta), eq. 16.
+        sigma = eta * ((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)).sqrt()
+        # 3. Eq. 12: x_{t-1} = sqrt(ᾱ_prev) x0_pred + sqrt(1 - ᾱ_prev - σ²) eps_pred + σ z.
+        x = alpha_bar_prev.sqrt() * x0_pred + (1.0 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt() * eps_pred
+        if eta > 0 and t_prev >= 0:
+            x = x + sigma * noise.randn()
+    return x
+
+
+def sampler_timesteps(spec: SamplerSpec, num_timesteps: int) -> list[int]:
+    """The timesteps, descending, that `spec` visits: all T for DDPM, S spread ones for DDIM."""
+    if spec.steps > num_timesteps:
+        raise ConfigError(f"sampler steps ({spec.steps}) must not exceed the number of diffusion steps T = {num_timesteps}")
+    if spec.sampler == "ddpm":
+        return list(range(num_timesteps - 1, -1, -1))
+    return ddim_timesteps(num_timesteps, spec.steps)
+
+
+def run_sampler(spec: SamplerSpec, eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
+                callback: Optional[StepCallback] = None) -> torch.Tensor:
+    """x_0 for the images of `noise` by the sampler `spec` names (unclamped, in model units)."""
+    if spec.sampler == "ddpm":
+        return ddpm_sample(eps_fn, schedule, noise, callback=callback, clip_x0=spec.clip_x0)
+    return ddim_sample(eps_fn, schedule, noise, sampler_timesteps(spec, schedule.num_timesteps), spec.eta,
+                       callback=callback, clip_x0=spec.clip_x0)
+
+
+def describe_sampler(spec: SamplerSpec, num_timesteps: int) -> dict:
+    """What a run actually did, for metrics files: the sampler, its effective steps and eta, clip_x0."""
+    return {"sampler": spec.sampler, "steps": len(sampler_timesteps(spec, num_timesteps)),
+            "eta": 1.0 if spec.sampler == "ddpm" else spec.eta, "clip_x0": spec.clip_x0}

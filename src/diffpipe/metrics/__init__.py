@@ -1,0 +1,1 @@
+"""Evaluation: Inception features, FID/KID, loss by timestep, the sampler sweep."""

@@ -1,0 +1,61 @@
+"""Inception-v3 pool features (2048-d) of uint8 images, by torch-fidelity's `FeatureExtractorInceptionV3`.
+
+The extractor is loaded from the converted FID weights (sources/inception.py); torch-fidelity does the
+TF1-style bilinear resize to 299. FID and KID on these features are in scores.py.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..core import devices
+from ..core.errors import PipelineError
+from ..core.fidelity import inception_extractor
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' if available else 'cpu'; 'cuda' without a GPU is an error naming evaluate.device."""
+    return devices.resolve_device(device, "evaluate.device").type
+
+
+def load_extractor(weights_path: str | os.PathLike, device: str) -> torch.nn.Module:
+    """torch-fidelity's InceptionV3 (2048-d pool output) with the converted weights, on `device`."""
+    if not os.path.isfile(weights_path):
+        raise PipelineError(f"{weights_path}: Inception weights not found (run the inception_weights stage)")
+    extractor = inception_extractor(str(weights_path))
+    # channels_last weights make the convolutions run channels_last: about 1.5x faster on a 2-core CPU
+    # (28x28 inputs, median of 3: 106 vs 159 ms/img at batch 50, 111 vs 196 at batch 200), features equal
+    # to within 4e-6.
+    return extractor.to(device=device, memory_format=torch.channels_last)
+
+
+def extract_features(
+    images: np.ndarray, weights_path: str | os.PathLike, device: str, batch_size: int, progress: bool = False
+) -> np.ndarray:
+    """(N, C, H, W) uint8, C in {1, 3} -> (N, 2048) float64 Inception pool features.
+
+    Grayscale is repeated to 3 channels; any H, W (torch-fidelity resizes to 299 internally).
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise PipelineError(f"expected uint8 images (N, C, H, W) with C in {{1, 3}}, got {images.dtype} {images.shape}")
+    if batch_size < 1:
+        raise PipelineError(f"batch_size must be at least 1, got {batch_size}")
+    extractor = load_extractor(weights_path, device)
+    starts = range(0, len(images), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="Inception features", unit="batch")
+    out = np.empty((len(images), 2048), dtype=np.float64)
+    with torch.inference_mode():
+        for start in starts:
+            x = torch.from_numpy(images[start:start + batch_size]).to(device)  # (B, C, H, W) uint8
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            (features,) = extractor(x)  # (B, 2048) float32
+            out[start:start + len(x)] = features.double().cpu().numpy()
+    return out
+

@@ -1,0 +1,1 @@
+"""Images and plots for people: sample grids, reverse-process GIF/strip, matplotlib PNGs."""

@@ -1,0 +1,36 @@
+"""Image grids as PNG (Pillow; torchvision.io is unavailable with the CPU torch here)."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from PIL import Image
+
+from ..core.files import atomic_path
+
+
+def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """(N, C, H, W) uint8 -> (H', W', C) uint8 grid, `nrow` images per row, `pad` black pixels between."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    rows = int(math.ceil(n / nrow))
+    grid = np.zeros((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        grid[y:y + h, x:x + w] = images[i].transpose(1, 2, 0)
+    return grid
+
+
+def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int | None = None, scale: int = 1) -> None:
+    """Write a grid of (N, C, H, W) uint8 images as a PNG (atomically); `scale` enlarges by nearest."""
+    grid = make_grid(np.asarray(images), nrow)
+    if grid.shape[2] == 1:
+        img = Image.fromarray(grid[:, :, 0], mode="L")
+    else:
+        img = Image.fromarray(grid, mode="RGB")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

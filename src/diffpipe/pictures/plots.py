@@ -1,0 +1,68 @@
+"""Static PNG plots (matplotlib, Agg): DVC's HTML plots load vega from a CDN that offline machines lack."""
+from __future__ import annotations
+
+import csv
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..core.files import atomic_path  # noqa: E402
+
+
+def read_csv_rows(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv_rows(path: str | os.PathLike, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_loss(step_rows: list[dict], epoch_rows: list[dict], path: str | os.PathLike, title: str = "training loss") -> None:
+    """Loss per logged step window (thin) and per epoch mean (dots), log-scale y."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([int(r["step"]) for r in step_rows], [float(r["loss"]) for r in step_rows], lw=1, label="per log window")
+    if epoch_rows and step_rows:
+        steps_per_epoch = int(step_rows[-1]["step"]) / max(1, int(epoch_rows[-1]["epoch"]))
+        ax.plot([int(r["epoch"]) * steps_per_epoch for r in epoch_rows], [float(r["loss"]) for r in epoch_rows],
+                "o-", label="epoch mean")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_xy(rows: list[dict], x: str, y: str, path: str | os.PathLike, title: str, group: str | None = None,
+            logx: bool = False) -> None:
+    """A line per `group` value (or one line) of y against x."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    groups = sorted({r[group] for r in rows}) if group else [None]
+    for g in groups:
+        sel = [r for r in rows if group is None or r[group] == g]
+        sel.sort(key=lambda r: float(r[x]))
+        ax.plot([float(r[x]) for r in sel], [float(r[y]) for r in sel], "o-", label=f"{group}={g}" if group else None)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if group:
+        ax.legend()
+    _save(fig, path)
