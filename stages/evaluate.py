@@ -6,16 +6,19 @@ metrics file so numbers from different runs are only compared when they were mea
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
+# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from diffpipe.core import files
-from diffpipe.core.cli import run_main
-from diffpipe.core.errors import PipelineError
-from diffpipe.core.params import load_params
-from diffpipe.metrics import features, scores
-from diffpipe.pictures.plots import plot_loss, read_csv_rows
+from diffpipe.core import files  # noqa: E402
+from diffpipe.core.cli import run_main  # noqa: E402
+from diffpipe.core.params import load_params  # noqa: E402
+from diffpipe.metrics import features, scores  # noqa: E402
+from diffpipe.pictures.plots import plot_loss, read_csv_rows  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,16 +38,15 @@ def main() -> None:
     args = parse_args()
     cfg = load_params(args.params).evaluate
     samples = files.read_image_array(args.samples)
-    real = np.load(args.reference_features)
-    if len(real) != cfg.num_real:
-        raise PipelineError(f"{args.reference_features} has {len(real)} feature rows but evaluate.num_real is "
-                          f"{cfg.num_real}: re-run the reference_features stage (dvc repro)")
+    real = features.read_features(args.reference_features, rows=cfg.num_real)
+    loss_steps = read_csv_rows(args.loss_steps, ("step", "loss"))
+    loss_epochs = read_csv_rows(args.loss_epochs, ("epoch", "loss"))
     device = features.resolve_device(cfg.device)
     start = time.perf_counter()
     fake = features.extract_features(samples, args.weights, device, cfg.batch_size, progress=True)
     feature_seconds = time.perf_counter() - start
     kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
-    plot_loss(read_csv_rows(args.loss_steps), read_csv_rows(args.loss_epochs), args.loss_plot)
+    plot_loss(loss_steps, loss_epochs, args.loss_plot)
     files.write_json(args.metrics, {
         "fid": scores.fid_from_features(real, fake),
         "kid_mean": kid_mean,

@@ -7,20 +7,24 @@ reference features shared with `evaluate`.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
+# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from diffpipe.core import files
-from diffpipe.core.cli import run_main
-from diffpipe.core.devices import resolve_device
-from diffpipe.core.errors import ConfigError
-from diffpipe.core.params import load_params
-from diffpipe.diffusion.checkpoint import load_model
-from diffpipe.diffusion.generate import generate
-from diffpipe.diffusion.samplers import describe_sampler
-from diffpipe.diffusion.schedule import NoiseSchedule
-from diffpipe.metrics import features, scores
+from diffpipe.core import files  # noqa: E402
+from diffpipe.core.cli import run_main  # noqa: E402
+from diffpipe.core.devices import resolve_device  # noqa: E402
+from diffpipe.core.errors import ConfigError  # noqa: E402
+from diffpipe.core.params import load_params  # noqa: E402
+from diffpipe.diffusion.checkpoint import load_model  # noqa: E402
+from diffpipe.diffusion.generate import generate  # noqa: E402
+from diffpipe.diffusion.samplers import describe_sampler  # noqa: E402
+from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
+from diffpipe.metrics import features, scores  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,6 +46,7 @@ def main() -> None:
     cfg, ev = params.sweep, params.evaluate
     point = cfg.point(args.point)
     device = resolve_device(ev.device, "evaluate.device")
+    real = features.read_features(args.reference_features, rows=ev.num_real)
     loaded = load_model(args.checkpoint, device)
     point.check_timesteps(loaded.diffusion.num_timesteps, f"sweep.points.{args.point}")
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
@@ -49,7 +54,6 @@ def main() -> None:
     images = generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images, cfg.first_seed,
                       cfg.batch_size, norm=loaded.norm)
     seconds = time.perf_counter() - start
-    real = np.load(args.reference_features)
     fake = features.extract_features(images, args.weights, device.type, ev.batch_size)
     kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, ev.seed)
     files.write_json(args.metrics, {

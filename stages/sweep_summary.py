@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from diffpipe.core import files
-from diffpipe.core.cli import run_main
-from diffpipe.core.errors import ConfigError
-from diffpipe.core.params import load_params
-from diffpipe.metrics.sweep import markdown_table, summary_rows
-from diffpipe.pictures.plots import plot_xy, write_csv_rows
+# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
+# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from diffpipe.core import files  # noqa: E402
+from diffpipe.core.cli import run_main  # noqa: E402
+from diffpipe.core.errors import ConfigError  # noqa: E402
+from diffpipe.core.params import load_params  # noqa: E402
+from diffpipe.metrics.sweep import markdown_table, read_point, summary_rows  # noqa: E402
+from diffpipe.pictures.plots import plot_xy, write_csv_rows  # noqa: E402
 
 
 def main() -> None:
@@ -24,7 +29,7 @@ def main() -> None:
     if cfg is None:
         raise ConfigError("params section `sweep` is null, but the sweep_summary stage is running")
     # Only the points in params: a file left by a point since removed from params is not reported.
-    results = [files.read_json(Path(args.points_dir) / f"{name}.json") for name in cfg.points]
+    results = [read_point(Path(args.points_dir) / f"{name}.json") for name in cfg.points]
     rows = summary_rows(results)
     write_csv_rows(args.csv, rows)
     files.write_text(args.table, markdown_table(rows, results[0]["num_images"]))

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +100,70 @@ def test_schedule_change_reruns_training_and_everything_after(repo):
     dest, env = repo
     changed = changed_stages(dest, env, lambda p: p["diffusion"].update(beta_end=0.03))
     assert changed == {"train"}, changed  # downstream stages follow once train's outputs change
+
+
+def test_bad_param_fails_in_the_first_stage_in_one_line(repo):
+    dest, env = repo
+    params = (dest / "params.yaml").read_text()
+    try:
+        proc = subprocess.run(["dvc", "exp", "run", "-S", "sample.steps=5000"], cwd=dest, env=env,
+                              capture_output=True, text=True)
+    finally:
+        (dest / "params.yaml").write_text(params)
+    assert proc.returncode != 0
+    errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("error: params key")]
+    assert errors == ["error: params key `sample.steps` (5000) must not exceed the number of diffusion steps T = 1000"]
+
+
+def test_queued_experiment_runs_the_code_of_its_snapshot(repo):
+    """`dvc exp run --queue` snapshots the workspace; the queue runs it in a temp copy. The stages must import
+    that copy's package, not the editable install's (the workspace, reverted here before the queue runs)."""
+    dest, env = repo
+    sweep_py = dest / "src" / "diffpipe" / "metrics" / "sweep.py"
+    original = sweep_py.read_text()
+    sweep_py.write_text(original.replace("Sampler sweep:", "Sampler sweep (queued snapshot):"))
+    try:
+        run(["dvc", "exp", "run", "--queue", "-n", "snapshot-code"], dest, env)
+    finally:
+        sweep_py.write_text(original)  # the workspace is back to the old code before anything runs
+    run(["dvc", "queue", "start", "-j", "1"], dest, env)
+    subprocess.run(["dvc", "queue", "logs", "-f", "snapshot-code"], cwd=dest, env=env, capture_output=True,
+                   text=True, timeout=600)
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], dest, env).split()
+    tables = [subprocess.run(["git", "show", f"{ref}:metrics/sweep.md"], cwd=dest, capture_output=True,
+                             text=True).stdout for ref in refs]
+    assert any("Sampler sweep (queued snapshot):" in t for t in tables), run(["dvc", "queue", "status"], dest, env)
+
+
+def test_training_killed_with_sigkill_resumes_to_the_same_checkpoint(repo):
+    """A real `kill -9` of `dvc repro` mid-training; the re-run resumes from the saved state and ends with the
+    same checkpoint bytes as an uninterrupted run."""
+    import hashlib
+    import signal
+    import time
+
+    dest, env = repo
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["train"].update(epochs=4, batch_size=8, checkpoint_every=8, log_every=4)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    state = dest / "models" / "train_state"
+    shutil.rmtree(state, ignore_errors=True)
+    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=dest, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (state / "state.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(state / "state.pt", weights_only=True)
+    assert 0 < saved["step"] < 4 * 32, "the kill did not land mid-training"
+
+    resumed = run(["dvc", "repro", "train"], dest, env)
+    assert f"train: resuming from step {saved['step']}" in resumed
+    md5 = lambda p: hashlib.md5(p.read_bytes()).hexdigest()  # noqa: E731
+    after_resume = md5(dest / "models" / "checkpoint.pt")
+
+    shutil.rmtree(state)
+    fresh = run(["dvc", "repro", "-f", "train"], dest, env)
+    assert "train: starting fresh: no saved state" in fresh
+    assert md5(dest / "models" / "checkpoint.pt") == after_resume

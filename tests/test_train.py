@@ -8,7 +8,7 @@ from helpers import TINY_UNET, diffusion_cfg, model_cfg, train_cfg
 from diffpipe.data.pixels import to_model_range, to_uint8
 from diffpipe.diffusion.checkpoint import load_model, save_checkpoint
 from diffpipe.diffusion.schedule import NoiseSchedule
-from diffpipe.diffusion.training import diffusion_loss, train
+from diffpipe.diffusion.training import TrainingDiverged, diffusion_loss, train
 from diffpipe.nets.builder import build_model
 
 TINY = model_cfg(**TINY_UNET, attn_down=(False, True), attn_up=(True, False))
@@ -65,3 +65,52 @@ def test_training_is_reproducible_from_the_seed():
     a = train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, progress=False)
     b = train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, progress=False)
     assert a.epoch_losses[-1]["loss"] == b.epoch_losses[-1]["loss"]
+
+
+def test_resumed_and_continued_runs_equal_uninterrupted_ones(tmp_path):
+    """State saved mid-epoch and at epoch ends: stopping anywhere and re-running gives the same bytes; raising
+    train.epochs continues the run and ends where a longer run from scratch ends."""
+    diffusion = diffusion_cfg(num_timesteps=50)
+    full = train(tiny_images(), diffusion, TINY, train_cfg(epochs=3, batch_size=6, checkpoint_every=2), progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_epoch_1(epoch, *_):
+        if epoch == 1:
+            raise Stop
+
+    state = tmp_path / "state"
+    cfg = train_cfg(epochs=3, batch_size=6, checkpoint_every=2)
+    with pytest.raises(Stop):
+        train(tiny_images(), diffusion, TINY, cfg, state_dir=state, on_epoch_end=stop_after_epoch_1, progress=False)
+    messages = []
+    resumed = train(tiny_images(), diffusion, TINY, cfg, state_dir=state, progress=False, log=messages.append)
+    assert messages[0].startswith("train: resuming from step 2 (epoch 1, batch 2)")  # the mid-epoch save at step 2
+    for key in ("model", "ema", "step", "epoch", "loss"):
+        torch.testing.assert_close(resumed.checkpoint[key], full.checkpoint[key], rtol=0, atol=0)
+    assert resumed.step_losses == full.step_losses
+
+    shorter = tmp_path / "shorter"
+    train(tiny_images(), diffusion, TINY, train_cfg(epochs=1, batch_size=6, checkpoint_every=2), state_dir=shorter,
+          progress=False)
+    messages.clear()
+    continued = train(tiny_images(), diffusion, TINY, cfg, state_dir=shorter, progress=False, log=messages.append)
+    assert messages[0].startswith("train: resuming from step 3 (epoch 2, batch 0)")
+    torch.testing.assert_close(continued.checkpoint["ema"], full.checkpoint["ema"], rtol=0, atol=0)
+
+    messages.clear()
+    train(tiny_images(), diffusion, TINY, train_cfg(epochs=3, batch_size=6, checkpoint_every=2, lr=2e-3),
+          state_dir=shorter, progress=False, log=messages.append)
+    assert messages[0].startswith("train: starting fresh: the saved state was made from other data or settings "
+                                  "(train.lr 0.001 -> 0.002)")
+
+
+def test_divergence_stops_at_once_and_keeps_the_last_good_state(tmp_path):
+    state = tmp_path / "state"
+    cfg = train_cfg(epochs=5, batch_size=4, lr=1.0e30, log_every=1, checkpoint_every=1)
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+ \(epoch 1, train\.lr = 1e\+30\): "
+                                               r"the (loss is nan|weights are not finite).*last good state"):
+        train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, state_dir=state, progress=False)
+    saved = torch.load(state / "state.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())

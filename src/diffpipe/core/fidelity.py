@@ -1,4 +1,4 @@
-"""torch-fidelity in this environment: importing it, and building its FID Inception from a weights file.
+"""torch-fidelity in this environment: importing it, and building its FID Inception from a weights file safely.
 
 Importing: torchvision / torch-fidelity must import even when torchvision's compiled ops do not match
 the installed torch.
@@ -9,12 +9,16 @@ ops such as nms, roi_align; `torchvision.io` decoding stays unavailable, images 
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import io
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from .errors import PipelineError
 
 # Keeps the operator definitions alive: a `torch.library.Library` deregisters them when collected.
 _SHIM_LIBRARY: torch.library.Library | None = None
@@ -70,11 +74,48 @@ def import_torch_fidelity() -> ModuleType:
 
 
 FEATURE_EXTRACTOR_NAME = "inception-v3-compat"  # torch-fidelity's registry name; only a label here
+# SHA-256 of the converted FID weights file (the `inception_weights` stage's output, deterministic: the
+# stage checks that it wrote exactly these bytes). Every reader checks it before loading the file.
+WEIGHTS_SHA256 = "1cfcff72fa6451b929bde1b5be55cc86cff964f783b770e6e6bd5cf51de963d7"
 
 
-def inception_extractor(weights) -> torch.nn.Module:
-    """torch-fidelity's `FeatureExtractorInceptionV3` (2048-d pool output) loaded from `weights` (path or buffer)."""
+def inception_skeleton() -> torch.nn.Module:
+    """torch-fidelity's `FeatureExtractorInceptionV3` (2048-d pool output), randomly initialised.
+
+    Its constructor insists on `torch.load(path, weights_only=False)` of a weights file, which can run code
+    from a crafted file; it is given an empty dict serialised here, and its load is skipped.
+    """
     import_torch_fidelity()
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    return FeatureExtractorInceptionV3(FEATURE_EXTRACTOR_NAME, ["2048"], feature_extractor_weights_path=weights)
+    class _Skeleton(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            return None
+
+    empty = io.BytesIO()
+    torch.save({}, empty)
+    empty.seek(0)
+    return _Skeleton(FEATURE_EXTRACTOR_NAME, ["2048"], feature_extractor_weights_path=empty)
+
+
+def inception_extractor(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The FID Inception with `state_dict` (tensors, already loaded safely) loaded strictly, in eval mode."""
+    extractor = inception_skeleton()
+    torch.nn.Module.load_state_dict(extractor, state_dict, strict=True)
+    return extractor.eval()
+
+
+def load_inception(path: str | Path) -> torch.nn.Module:
+    """The FID Inception from the converted weights file: checked against WEIGHTS_SHA256, loaded as tensors
+    only (`weights_only=True`); a missing, truncated or foreign file is one PipelineError naming it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: Inception weights not found (run the inception_weights stage)") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != WEIGHTS_SHA256:
+        raise PipelineError(f"{path}: SHA-256 {digest[:12]}… is not that of the converted Inception weights "
+                            f"({WEIGHTS_SHA256[:12]}…); re-run the inception_weights stage (dvc repro -f inception_weights)")
+    state_dict = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return inception_extractor(state_dict)

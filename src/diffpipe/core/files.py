@@ -118,4 +118,11 @@ def read_image_array(path: str | os.PathLike) -> np.ndarray:
         raise PipelineError(f"{path}: not a readable .npy array ({e})") from None
     if images.dtype != np.uint8 or images.ndim != 4:
         raise PipelineError(f"{path}: expected a uint8 array (N, C, H, W), got {images.dtype} {images.shape}")
+    n, c, h, w = images.shape
+    if n == 0:
+        raise PipelineError(f"{path}: holds no images (shape {images.shape})")
+    if c not in (1, 3):
+        raise PipelineError(f"{path}: images have {c} channels; expected 1 (grey) or 3 (RGB)")
+    if h != w or h == 0:
+        raise PipelineError(f"{path}: images are {h}x{w}; expected square images")
     return images

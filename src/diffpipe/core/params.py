@@ -230,6 +230,7 @@ class TrainConfig:
     log_every: int
     grid_images: int  # per-epoch preview grid: images (0 = none)
     grid_steps: int  # per-epoch preview grid: DDIM steps (eta 0)
+    checkpoint_every: int  # save the resumable state every N steps (and at each epoch end); 0 = epoch ends only
 
     def check(self, key: str) -> None:
         require(self.epochs >= 1, f"{key}.epochs", f"must be >= 1, got {self.epochs}")
@@ -240,6 +241,7 @@ class TrainConfig:
         require(self.log_every >= 1, f"{key}.log_every", f"must be >= 1, got {self.log_every}")
         require(self.grid_images >= 0, f"{key}.grid_images", f"must be >= 0, got {self.grid_images}")
         require(self.grid_steps >= 1, f"{key}.grid_steps", f"must be >= 1, got {self.grid_steps}")
+        require(self.checkpoint_every >= 0, f"{key}.checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
 
     def preview_sampler(self) -> "SamplerSpec":
         """The per-epoch preview: deterministic DDIM, x0 clamped where the data range is [-1, 1]."""

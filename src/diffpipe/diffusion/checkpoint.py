@@ -20,7 +20,7 @@ from ..nets.builder import build_model
 FORMAT = "diffpipe-checkpoint-v1"
 
 
-def _cpu_state(module: nn.Module) -> dict:
+def cpu_state(module: nn.Module) -> dict:
     # Saved from the un-compiled module and copied to CPU so later epochs do not mutate it.
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
 
@@ -31,8 +31,8 @@ def make_checkpoint(model: nn.Module, ema: nn.Module, optimizer: torch.optim.Opt
     """The checkpoint dict (the keys' order is part of the format: the file's bytes and md5 depend on it)."""
     return {
         "format": FORMAT,
-        "model": _cpu_state(model),
-        "ema": _cpu_state(ema),
+        "model": cpu_state(model),
+        "ema": cpu_state(ema),
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "step": step,
         "epoch": epoch,
@@ -71,11 +71,21 @@ def load_model(path: str | os.PathLike, device: torch.device, weights: str = "em
         raise PipelineError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise PipelineError(f"{path}: not a diffpipe checkpoint (missing format tag {FORMAT!r})")
-    diffusion = from_dict(DiffusionConfig, ckpt["config"]["diffusion"], "checkpoint.diffusion")
-    model_cfg = from_dict(ModelConfig, ckpt["config"]["model"], "checkpoint.model")
-    c, h, w = ckpt["image_shape"]
-    model = build_model(model_cfg, c, h)
-    model.load_state_dict(ckpt[weights])
+    missing = [k for k in ("config", "image_shape", "data_norm", weights) if k not in ckpt]
+    if missing:
+        raise PipelineError(f"{path}: checkpoint lacks {missing}")
+    try:
+        diffusion = from_dict(DiffusionConfig, ckpt["config"]["diffusion"], "checkpoint.diffusion")
+        model_cfg = from_dict(ModelConfig, ckpt["config"]["model"], "checkpoint.model")
+        c, h, w = ckpt["image_shape"]
+        model = build_model(model_cfg, c, h)
+        model.load_state_dict(ckpt[weights])
+        norm = ChannelNorm(**{k: tuple(v) for k, v in ckpt["data_norm"].items()})
+    except (PipelineError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PipelineError(f"{path}: not a usable checkpoint ({type(e).__name__}: {first})") from None
+    bad = [k for k, v in ckpt[weights].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise PipelineError(f"{path}: {len(bad)} weight tensors are not finite (e.g. {bad[0]}): training diverged")
     model.to(device).eval().requires_grad_(False)
-    norm = ChannelNorm(**{k: tuple(v) for k, v in ckpt["data_norm"].items()})
     return LoadedModel(model, diffusion, model_cfg, (c, h, w), norm, ckpt)

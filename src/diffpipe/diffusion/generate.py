@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..core.errors import PipelineError
 from ..core.params import SamplerSpec
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_uint8
@@ -32,6 +33,9 @@ def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple
     for start in tqdm(range(0, num_images, batch_size), desc=f"{spec.sampler} sampling", disable=not progress):
         seeds = range(first_seed + start, first_seed + min(start + batch_size, num_images))
         x0 = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device))
+        if not torch.isfinite(x0).all():
+            raise PipelineError(f"sampling produced non-finite values for images {start}..{start + len(seeds) - 1} "
+                                "(the network's output is not finite)")
         out[start:start + len(seeds)] = to_uint8(norm.invert(x0)).cpu().numpy()
     return out
 

@@ -8,9 +8,12 @@ except every `log_every` steps, when the accumulated loss is read.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -19,12 +22,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..core.config import to_dict
 from ..core.devices import autocast_dtype, resolve_device
+from ..core.errors import PipelineError
 from ..core.params import DiffusionConfig, ModelConfig, TrainConfig
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_model_range
 from ..nets.builder import build_model
-from .checkpoint import make_checkpoint
+from .checkpoint import cpu_state, make_checkpoint, save_checkpoint
 from .denoiser import make_eps_fn
 from .schedule import NoiseSchedule
 
@@ -59,10 +64,71 @@ class TrainResult:
     metrics: dict
 
 
+class TrainingDiverged(PipelineError):
+    """Non-finite loss or weights: training stopped, the last good state is kept."""
+
+
+# ---- the resumable state -------------------------------------------------------------------------------
+# Everything the loop needs to continue exactly where it stopped: weights, EMA, optimizer, the noise /
+# data-order generator and the global RNG, the step, the epoch and the batch within it, the epoch's
+# permutation and partial sums, the logs and the best epoch so far. A resumed run ends with the same bytes
+# as an uninterrupted one. `fingerprint` says what the state was made from; only keys in CONTINUABLE may
+# differ (nothing in the loop depends on the total number of epochs, so raising it continues the run).
+
+STATE_FILE = "state.pt"
+STATE_FORMAT = "diffpipe-train-state-v1"
+CONTINUABLE = ("epochs", "checkpoint_every")
+
+
+def run_fingerprint(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig,
+                    cfg: TrainConfig) -> dict:
+    train_keys = {k: v for k, v in to_dict(cfg).items() if k not in CONTINUABLE}
+    return {"data_md5": hashlib.md5(np.ascontiguousarray(images).tobytes()).hexdigest(),
+            "data_shape": list(images.shape), "diffusion": to_dict(diffusion), "model": to_dict(model_cfg),
+            "train": train_keys}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def read_state(state_dir: Path, fingerprint: dict, epochs: int) -> tuple[Optional[dict], str]:
+    """(the saved state, "") when it can be continued to `epochs`, else (None, why not)."""
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None, f"no saved state in {state_dir}"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - an unreadable state is not resumed, and the user is told why
+        return None, f"{path} is not readable ({type(e).__name__})"
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        return None, f"{path} is not a diffpipe training state"
+    old, new = _flat(state["fingerprint"]), _flat(fingerprint)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        what = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
+        return None, f"the saved state was made from other data or settings ({what})"
+    if state["epoch"] > epochs or (state["epoch"] == epochs and state["batch"] > 0):
+        return None, f"the saved state is past train.epochs = {epochs} (epoch {state['epoch']})"
+    return state, ""
+
+
+def _finite(*modules: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for m in modules for t in m.state_dict().values() if t.is_floating_point())
+
+
 def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig, cfg: TrainConfig,
+          state_dir: Optional[Path] = None,
           on_epoch_end: Optional[Callable[[int, nn.Module, NoiseSchedule, ChannelNorm], None]] = None,
-          progress: bool = True) -> TrainResult:
-    """Train on uint8 images (N, C, H, W). `on_epoch_end(epoch, ema_model, schedule, norm)` e.g. writes a grid."""
+          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+    """Train on uint8 images (N, C, H, W). `on_epoch_end(epoch, ema_model, schedule, norm)` e.g. writes a grid.
+
+    With `state_dir`, the complete state is saved there atomically every `train.checkpoint_every` steps and
+    at each epoch end, and a run made from the same data and settings is resumed from it.
+    """
     n, c, h, w = images.shape
     device = resolve_device(cfg.device, "train.device")
     torch.manual_seed(cfg.seed)
@@ -79,15 +145,62 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     data = torch.from_numpy(images).to(device)  # uint8, resident on the device
     gen = torch.Generator(device).manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    step, best, step_losses, epoch_losses = 0, None, [], []
+    run = {"step": 0, "epoch": 0, "batch": 0, "perm": None, "epoch_sum": torch.zeros((), device=device),
+           "window_sum": torch.zeros((), device=device), "window_n": 0, "step_losses": [], "epoch_losses": [],
+           "best": None, "saved_step": None}
+    fingerprint = run_fingerprint(images, diffusion, model_cfg, cfg)
+    if state_dir is not None:
+        state_dir = Path(state_dir)
+        saved, why = read_state(state_dir, fingerprint, cfg.epochs)
+        if saved is None:
+            log(f"train: starting fresh: {why}")
+            if state_dir.exists():
+                shutil.rmtree(state_dir)
+        else:
+            model.load_state_dict(saved["model"])
+            ema.load_state_dict(saved["ema"])
+            optimizer.load_state_dict(saved["optimizer"])
+            gen.set_state(saved["generator"].to(gen.get_state().device))
+            torch.set_rng_state(saved["torch_rng"])
+            for key in ("step", "epoch", "batch", "window_n", "step_losses", "epoch_losses", "best"):
+                run[key] = saved[key]
+            for key in ("perm", "epoch_sum", "window_sum"):
+                run[key] = None if saved[key] is None else saved[key].to(device)
+            run["saved_step"] = run["step"]
+            log(f"train: resuming from step {run['step']} (epoch {run['epoch'] + 1}, batch {run['batch']}) "
+                f"of {state_dir / STATE_FILE}")
+        state_dir.mkdir(parents=True, exist_ok=True)
+
+    def save_state() -> None:
+        if state_dir is None:
+            return
+        if not _finite(model, ema):
+            stop(f"the weights are not finite at step {run['step']}")
+        state = {"format": STATE_FORMAT, "fingerprint": fingerprint, "model": cpu_state(model), "ema": cpu_state(ema),
+                 "optimizer": copy.deepcopy(optimizer.state_dict()), "generator": gen.get_state().cpu(),
+                 "torch_rng": torch.get_rng_state(), **{k: run[k] for k in ("step", "epoch", "batch", "window_n",
+                                                                          "step_losses", "epoch_losses", "best")},
+                 **{k: None if run[k] is None else run[k].cpu() for k in ("perm", "epoch_sum", "window_sum")}}
+        save_checkpoint(state_dir / STATE_FILE, state)
+        run["saved_step"] = run["step"]
+
+    def stop(what: str) -> None:
+        kept = (f"the last good state (step {run['saved_step']}) is kept in {state_dir}" if run["saved_step"] is not None
+                else "no state was saved")
+        raise TrainingDiverged(f"training diverged at step {run['step']} (epoch {run['epoch'] + 1}, "
+                               f"train.lr = {cfg.lr}): {what}; {kept}")
+
     start = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    for epoch in range(run["epoch"], cfg.epochs):
+        run["epoch"] = epoch
         model.train()
-        perm = torch.randperm(n, generator=gen, device=device)
-        epoch_sum = torch.zeros((), device=device)
-        window_sum, window_n = torch.zeros((), device=device), 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False, mininterval=2.0)
+        if run["batch"] == 0:
+            run["perm"] = torch.randperm(n, generator=gen, device=device)
+            run["epoch_sum"] = torch.zeros((), device=device)
+            run["window_sum"], run["window_n"] = torch.zeros((), device=device), 0
+        perm = run["perm"]
+        bar = tqdm(range(run["batch"], steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False, mininterval=2.0)
         epoch_start = time.perf_counter()
         for b in bar:
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
@@ -99,46 +212,58 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            step += 1
+            run["step"] += 1
+            step = run["step"]
             ema_update(ema, model, ema_decay_at(step, cfg))
             loss_d = loss.detach() * len(idx)
-            epoch_sum += loss_d
-            window_sum += loss_d
-            window_n += len(idx)
+            run["epoch_sum"] += loss_d
+            run["window_sum"] += loss_d
+            run["window_n"] += len(idx)
+            run["batch"] = b + 1
             if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
-                window_loss = (window_sum / window_n).item()  # the only host sync in the loop
-                step_losses.append({"step": step, "epoch": epoch + 1, "loss": window_loss})
+                window_loss = (run["window_sum"] / run["window_n"]).item()  # the only host sync in the loop
+                if not math.isfinite(window_loss):
+                    stop(f"the loss is {window_loss}")
+                run["step_losses"].append({"step": step, "epoch": epoch + 1, "loss": window_loss})
                 seen = (b + 1) * cfg.batch_size
                 bar.set_postfix(loss=f"{window_loss:.4f}",
                                 img_s=f"{min(seen, n) / (time.perf_counter() - epoch_start):.0f}")
-                window_sum.zero_()
-                window_n = 0
-        epoch_loss = (epoch_sum / n).item()
-        epoch_losses.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": time.perf_counter() - epoch_start})
+                run["window_sum"].zero_()
+                run["window_n"] = 0
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and b < steps_per_epoch - 1:
+                save_state()
+        epoch_loss = (run["epoch_sum"] / n).item()
+        if not math.isfinite(epoch_loss):
+            stop(f"the epoch loss is {epoch_loss}")
+        run["epoch_losses"].append({"epoch": epoch + 1, "loss": epoch_loss,
+                                    "seconds": time.perf_counter() - epoch_start})
         if progress:
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} "
                   f"({n / (time.perf_counter() - epoch_start):.1f} img/s)", flush=True)
+        best = run["best"]
         if best is None or epoch_loss < best["loss"]:
             # The MNIST DDPM source keeps the checkpoint with the lowest mean epoch loss.
-            best = {"loss": epoch_loss, "checkpoint": make_checkpoint(
-                model, ema, optimizer, step, epoch + 1, epoch_loss, gen, diffusion, model_cfg, cfg, images.shape[1:], norm)}
+            run["best"] = {"loss": epoch_loss, "checkpoint": make_checkpoint(
+                model, ema, optimizer, run["step"], epoch + 1, epoch_loss, gen, diffusion, model_cfg, cfg,
+                images.shape[1:], norm)}
         if on_epoch_end is not None:
             ema.eval()
             on_epoch_end(epoch + 1, ema, schedule, norm)
+        run["epoch"], run["batch"], run["perm"] = epoch + 1, 0, None
+        save_state()
     wall = time.perf_counter() - start
-    final = epoch_losses[-1]["loss"]
+    epoch_losses, best = run["epoch_losses"], run["best"]
     metrics = {
-        "final_loss": final,
+        "final_loss": epoch_losses[-1]["loss"],
         "best_loss": best["loss"],
         "best_epoch": best["checkpoint"]["epoch"],
         "epochs": cfg.epochs,
-        "steps": step,
-        "images_seen": step * cfg.batch_size if n % cfg.batch_size == 0 else cfg.epochs * n,
+        "steps": run["step"],
+        "images_seen": run["step"] * cfg.batch_size if n % cfg.batch_size == 0 else cfg.epochs * n,
         "train_img_per_s": cfg.epochs * n / sum(e["seconds"] for e in epoch_losses),
         "wall_time_s": wall,
         "device": str(device),
         "precision": cfg.precision,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    return TrainResult(best["checkpoint"], step_losses, epoch_losses, metrics)
-
+    return TrainResult(best["checkpoint"], run["step_losses"], epoch_losses, metrics)

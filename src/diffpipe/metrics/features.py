@@ -12,7 +12,7 @@ import torch
 
 from ..core import devices
 from ..core.errors import PipelineError
-from ..core.fidelity import inception_extractor
+from ..core.fidelity import load_inception
 
 
 def resolve_device(device: str) -> str:
@@ -22,13 +22,30 @@ def resolve_device(device: str) -> str:
 
 def load_extractor(weights_path: str | os.PathLike, device: str) -> torch.nn.Module:
     """torch-fidelity's InceptionV3 (2048-d pool output) with the converted weights, on `device`."""
-    if not os.path.isfile(weights_path):
-        raise PipelineError(f"{weights_path}: Inception weights not found (run the inception_weights stage)")
-    extractor = inception_extractor(str(weights_path))
+    extractor = load_inception(weights_path)
     # channels_last weights make the convolutions run channels_last: about 1.5x faster on a 2-core CPU
     # (28x28 inputs, median of 3: 106 vs 159 ms/img at batch 50, 111 vs 196 at batch 200), features equal
     # to within 4e-6.
     return extractor.to(device=device, memory_format=torch.channels_last)
+
+
+def read_features(path: str | os.PathLike, rows: int | None = None) -> np.ndarray:
+    """Cached features (N, 2048) float64 from a .npy: missing, truncated, mis-shaped or non-finite files are
+    one PipelineError naming the file (and the stage that writes it)."""
+    hint = "re-run the reference_features stage (dvc repro -f reference_features)"
+    try:
+        features = np.load(path)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found; {hint}") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise PipelineError(f"{path}: not a readable .npy array ({e}); {hint}") from None
+    if features.ndim != 2 or features.shape[1] != 2048 or features.dtype.kind != "f":
+        raise PipelineError(f"{path}: expected float (N, 2048) Inception features, got {features.dtype} {features.shape}; {hint}")
+    if rows is not None and len(features) != rows:
+        raise PipelineError(f"{path} has {len(features)} feature rows but evaluate.num_real is {rows}; {hint}")
+    if not np.isfinite(features).all():
+        raise PipelineError(f"{path}: {int((~np.isfinite(features)).any(axis=1).sum())} feature rows are not finite; {hint}")
+    return features
 
 
 def extract_features(
@@ -57,5 +74,7 @@ def extract_features(
                 x = x.expand(-1, 3, -1, -1)
             (features,) = extractor(x)  # (B, 2048) float32
             out[start:start + len(x)] = features.double().cpu().numpy()
+    if not np.isfinite(out).all():
+        raise PipelineError(f"Inception features of {int((~np.isfinite(out)).any(axis=1).sum())} images are not finite")
     return out
 

@@ -18,6 +18,8 @@ def _check_features(features: np.ndarray, name: str) -> torch.Tensor:
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or len(features) < 2:
         raise PipelineError(f"{name} features must be (N, D) with N >= 2, got shape {features.shape}")
+    if not np.isfinite(features).all():
+        raise PipelineError(f"{name} features are not all finite (a diverged model or a corrupted features file)")
     return torch.from_numpy(features)
 
 

@@ -5,6 +5,21 @@ first_seed … first_seed + num_images - 1, so points differ only in the sampler
 """
 from __future__ import annotations
 
+from ..core.errors import PipelineError
+from ..core.files import read_json
+
+
+POINT_KEYS = ("point", "sampler", "steps", "eta", "fid", "kid_mean", "kid_std", "s_per_img", "num_images")
+
+
+def read_point(path) -> dict:
+    """One sweep point's metrics JSON, with every key the summary needs, or one PipelineError naming it."""
+    result = read_json(path)
+    missing = [k for k in POINT_KEYS if not isinstance(result, dict) or k not in result]
+    if missing:
+        raise PipelineError(f"{path}: sweep point result lacks {missing}; re-run its sweep stage")
+    return result
+
 
 def summary_rows(results: list[dict]) -> list[dict]:
     """Flat rows for the plot/table, ordered DDIM by (eta, steps), then DDPM."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..core.errors import ConfigError
 from ..core.params import TimestepLossConfig
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_model_range
@@ -20,6 +21,9 @@ from ..diffusion.schedule import NoiseSchedule
 def loss_by_timestep(model, schedule: NoiseSchedule, images: np.ndarray, cfg: TimestepLossConfig,
                      norm: ChannelNorm | None = None) -> list[dict]:
     """Rows {bucket, t_start, t_end, t_mid, mse} (t_end exclusive) over the first cfg.num_images images."""
+    if cfg.num_images > len(images):
+        raise ConfigError(f"params key `timestep_loss.num_images` ({cfg.num_images}) exceeds the {len(images)} "
+                          "held-out images available")
     device = next(model.parameters()).device
     T = schedule.num_timesteps
     buckets = min(cfg.buckets, T)

