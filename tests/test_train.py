@@ -90,6 +90,9 @@ def test_resumed_and_continued_runs_equal_uninterrupted_ones(tmp_path):
     for key in ("model", "ema", "step", "epoch", "loss"):
         torch.testing.assert_close(resumed.checkpoint[key], full.checkpoint[key], rtol=0, atol=0)
     assert resumed.step_losses == full.step_losses
+    save_checkpoint(tmp_path / "full.pt", full.checkpoint)
+    save_checkpoint(tmp_path / "resumed.pt", resumed.checkpoint)
+    assert (tmp_path / "full.pt").read_bytes() == (tmp_path / "resumed.pt").read_bytes()  # what DVC hashes
 
     shorter = tmp_path / "shorter"
     train(tiny_images(), diffusion, TINY, train_cfg(epochs=1, batch_size=6, checkpoint_every=2), state_dir=shorter,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +45,24 @@ def make_checkpoint(model: nn.Module, ema: nn.Module, optimizer: torch.optim.Opt
     }
 
 
+def _canonical(obj):
+    """The same values with interned strings. pickle shares (memoises) strings by object identity, so a dict
+    key built in this process and the same key loaded from a saved state would otherwise serialise to
+    different bytes; with every string interned, a resumed run writes the bytes an uninterrupted one does."""
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_canonical(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_canonical(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:
     # Saved through a file object: given a path, torch.save records the (random) temp file name in the
     # archive, and identical checkpoints would hash differently for DVC.
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
+        torch.save(_canonical(checkpoint), f)
 
 
 @dataclass
