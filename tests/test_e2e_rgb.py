@@ -56,7 +56,7 @@ def test_tiny_rgb_system_b_run(tmp_path):
     stage("inception_weights.py", "--out", out / "inception.pth", "--report", out / "inception.json")
     stage("reference_features.py", "--images", out / "ref.npy", "--weights", out / "inception.pth", "--params", p,
           "--out", out / "ref_features.npy")
-    stage("train.py", "--data", out / "train.npy", "--params", p, "--checkpoint", out / "ckpt.pt",
+    stage("train.py", "--data", out / "train.npy", "--params", p, "--state", out / "state", "--checkpoint", out / "ckpt.pt",
           "--metrics", out / "train.json", "--loss-steps", out / "steps.csv", "--loss-epochs", out / "epochs.csv",
           "--grids", out / "grids")
     stage("sample.py", "--checkpoint", out / "ckpt.pt", "--params", p, "--out", out / "samples.npy",
