@@ -142,9 +142,10 @@ def test_the_repository_stands_alone():
     """Nothing tracked points at files outside the repository or at documents it does not carry."""
     import subprocess
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    pattern = re.compile(r"\.\./shared|SPEC\.md|SPEC System|STYLE habit|issue \"")
+    # Written with classes ([a], \s) so that this file does not itself contain the phrases it looks for.
+    pattern = re.compile(r"\.\./sh[a]red|SP[E]C\.md|SP[E]C\sSystem|STYL[E]\shabit|issue \"")
     offenders = [f for f in tracked if (ROOT / f).is_file() and f.endswith((".py", ".md", ".yaml", ".sh", ".yml"))
-                 and f != "tests/test_pipeline.py" and pattern.search((ROOT / f).read_text(errors="ignore"))]
+                 and pattern.search((ROOT / f).read_text(errors="ignore"))]
     assert offenders == []
     for doc in ("docs/systems/mnist-ddpm.md", "docs/systems/flowers-ddim.md"):
         assert (ROOT / doc).is_file(), doc
