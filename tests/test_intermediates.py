@@ -15,8 +15,6 @@ from diffpipe.core.files import read_image_array
 from diffpipe.diffusion.checkpoint import load_model, save_checkpoint
 from diffpipe.diffusion.training import train
 from diffpipe.metrics.features import read_features
-from diffpipe.metrics.sweep import read_point
-from diffpipe.pictures.plots import read_csv_rows
 
 
 def npy(path, array):
@@ -73,24 +71,6 @@ def test_checkpoint_missing_keys_wrong_shapes_or_non_finite(tmp_path, checkpoint
         load_model(tmp_path / "d.pt", torch.device("cpu"))
 
 
-def test_loss_csv_garbage_or_empty(tmp_path):
-    (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(PipelineError, match=r"empty\.csv: has no data rows"):
-        read_csv_rows(tmp_path / "empty.csv", ("step", "loss"))
-    (tmp_path / "garbage.csv").write_text("step,loss\n1,0.5\n2,lots\n")
-    with pytest.raises(PipelineError, match=r"garbage\.csv: line 3, column loss: 'lots' is not a number"):
-        read_csv_rows(tmp_path / "garbage.csv", ("step", "loss"))
-    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(PipelineError, match=r"other\.csv: lacks column\(s\) \['step', 'loss'\]"):
-        read_csv_rows(tmp_path / "other.csv", ("step", "loss"))
-
-
-def test_sweep_point_json_missing_keys(tmp_path):
-    (tmp_path / "p.json").write_text(json.dumps({"point": "p", "fid": 1.0}))
-    with pytest.raises(PipelineError, match=r"p\.json: sweep point result lacks \['sampler'"):
-        read_point(tmp_path / "p.json")
-
-
 class Payload:
     def __init__(self, marker):
         self.marker = marker
@@ -116,9 +96,8 @@ def test_a_stage_reports_a_corrupted_input_in_one_line(tmp_path):
     samples = npy(tmp_path / "samples.npy", np.zeros((4, 1, 8, 8), np.uint8))
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--samples", samples,
                            "--reference-features", features, "--weights", tmp_path / "w.pth",
-                           "--params", ROOT / "params.yaml", "--loss-steps", tmp_path / "s.csv",
-                           "--loss-epochs", tmp_path / "e.csv", "--metrics", tmp_path / "m.json",
-                           "--loss-plot", tmp_path / "l.png"], capture_output=True, text=True)
+                           "--params", ROOT / "params.yaml", "--live", tmp_path / "live",
+                           "--report", tmp_path / "r.json", "--cost", tmp_path / "c.json"], capture_output=True, text=True)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {features}: not a readable .npy array"), proc.stderr

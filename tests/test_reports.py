@@ -11,7 +11,7 @@ from diffpipe.core.errors import ConfigError
 from diffpipe.core.params import SweepConfig, TimestepLossConfig
 from diffpipe.diffusion.generate import record_process
 from diffpipe.diffusion.schedule import NoiseSchedule
-from diffpipe.metrics.sweep import markdown_table, summary_rows
+from diffpipe.metrics.sweep import markdown_table, metrics_of, point_row, sorted_rows
 from diffpipe.metrics.timestep_loss import loss_by_timestep
 from diffpipe.nets.builder import build_model
 from diffpipe.pictures.process import save_process
@@ -35,13 +35,16 @@ def test_sweep_points_are_checked_up_front():
         from_dict(SweepConfig, {**SWEEP, "points": {"a": {"sampler": "ddim", "steps": 10, "eta": 0.0}}}, "sweep")
 
 
-def test_sweep_rows_and_table_order():
-    results = [{"point": n, "sampler": s, "steps": k, "eta": e, "fid": 1.0, "kid_mean": 0.001, "kid_std": 0.0001,
-                "s_per_img": 0.1} for n, s, k, e in
-               [("ddpm", "ddpm", 1000, 1.0), ("d50", "ddim", 50, 0.0), ("d10", "ddim", 10, 0.0)]]
-    rows = summary_rows(results)
-    assert [r["point"] for r in rows] == ["d10", "d50", "ddpm"]
-    assert markdown_table(rows, 100).count("\n| ") == 4  # header + 3 rows
+def test_sweep_rows_series_order_and_metrics():
+    described = {"ddpm": dict(sampler="ddpm", steps=1000, eta=1.0), "d50": dict(sampler="ddim", steps=50, eta=0.0),
+                 "d50_eta1": dict(sampler="ddim", steps=50, eta=1.0), "d10": dict(sampler="ddim", steps=10, eta=0.0)}
+    rows = sorted_rows([point_row(name, d, fid=1.0, kid_mean=0.001, kid_std=0.0001) for name, d in described.items()])
+    assert [r["point"] for r in rows] == ["d10", "d50", "d50_eta1", "ddpm"]
+    # sampler and eta are told apart: DDPM and DDIM eta 1 share NFE-free series names, never one line
+    assert [r["series"] for r in rows] == ["DDIM eta=0", "DDIM eta=0", "DDIM eta=1", "DDPM"]
+    assert [r["nfe"] for r in rows] == [10, 50, 50, 1000]
+    assert metrics_of(rows)["d50"] == {"fid": 1.0, "kid_mean": 0.001, "kid_std": 0.0001}
+    assert markdown_table(rows, 100).count("\n| ") == 5  # header + 4 rows
 
 
 def test_loss_by_timestep_rows_are_reproducible():

@@ -1,10 +1,13 @@
 """Training loop: a short overfit run lowers the loss; fp32 and bf16 losses agree; checkpoints rebuild the model."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from helpers import TINY_UNET, diffusion_cfg, model_cfg, train_cfg
 
+from diffpipe.core.tracking import TrainingLog
 from diffpipe.data.pixels import to_model_range, to_uint8
 from diffpipe.diffusion.checkpoint import load_model, save_checkpoint
 from diffpipe.diffusion.schedule import NoiseSchedule
@@ -33,7 +36,7 @@ def test_short_training_run_lowers_the_loss_and_checkpoint_round_trips(tmp_path)
     result = train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, progress=False)
     losses = [e["loss"] for e in result.epoch_losses]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
-    assert result.metrics["best_loss"] == min(losses)
+    assert result.summary["best_loss"] == min(losses)
     assert result.checkpoint["epoch"] == 1 + int(np.argmin(losses))
 
     path = tmp_path / "ckpt.pt"
@@ -71,7 +74,8 @@ def test_resumed_and_continued_runs_equal_uninterrupted_ones(tmp_path):
     """State saved mid-epoch and at epoch ends: stopping anywhere and re-running gives the same bytes; raising
     train.epochs continues the run and ends where a longer run from scratch ends."""
     diffusion = diffusion_cfg(num_timesteps=50)
-    full = train(tiny_images(), diffusion, TINY, train_cfg(epochs=3, batch_size=6, checkpoint_every=2), progress=False)
+    full = train(tiny_images(), diffusion, TINY, train_cfg(epochs=3, batch_size=6, checkpoint_every=2), progress=False,
+                 history=TrainingLog(tmp_path / "live_full"))
 
     class Stop(Exception):
         pass
@@ -83,9 +87,11 @@ def test_resumed_and_continued_runs_equal_uninterrupted_ones(tmp_path):
     state = tmp_path / "state"
     cfg = train_cfg(epochs=3, batch_size=6, checkpoint_every=2)
     with pytest.raises(Stop):
-        train(tiny_images(), diffusion, TINY, cfg, state_dir=state, on_epoch_end=stop_after_epoch_1, progress=False)
+        train(tiny_images(), diffusion, TINY, cfg, state_dir=state, on_epoch_end=stop_after_epoch_1, progress=False,
+              history=TrainingLog(tmp_path / "live"))
     messages = []
-    resumed = train(tiny_images(), diffusion, TINY, cfg, state_dir=state, progress=False, log=messages.append)
+    resumed = train(tiny_images(), diffusion, TINY, cfg, state_dir=state, progress=False, log=messages.append,
+                    history=TrainingLog(tmp_path / "live"))
     assert messages[0].startswith("train: resuming from step 2 (epoch 1, batch 2)")  # the mid-epoch save at step 2
     for key in ("model", "ema", "step", "epoch", "loss"):
         torch.testing.assert_close(resumed.checkpoint[key], full.checkpoint[key], rtol=0, atol=0)
@@ -93,6 +99,18 @@ def test_resumed_and_continued_runs_equal_uninterrupted_ones(tmp_path):
     save_checkpoint(tmp_path / "full.pt", full.checkpoint)
     save_checkpoint(tmp_path / "resumed.pt", resumed.checkpoint)
     assert (tmp_path / "full.pt").read_bytes() == (tmp_path / "resumed.pt").read_bytes()  # what DVC hashes
+    # DVCLive: the resumed history drops the rows logged after the saved step and continues the curves, so it
+    # equals the uninterrupted run's; metrics.json holds quality numbers only (no lr, EMA decay or img/s)
+    for name in ("train/loss.tsv", "train/epoch_loss.tsv", "schedule/lr.tsv", "schedule/ema_decay.tsv"):
+        history = (tmp_path / "live" / "plots" / "metrics" / name).read_text()
+        assert history == (tmp_path / "live_full" / "plots" / "metrics" / name).read_text(), name
+    steps = [int(line.split("\t")[0]) for line in history.splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == full.checkpoint["step"]
+    summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert summary == json.loads((tmp_path / "live_full" / "metrics.json").read_text())
+    assert set(summary) == {"step", "train"}
+    assert set(summary["train"]) == {"loss", "epoch_loss", "final_loss", "best_loss"}
+    assert (tmp_path / "live" / "plots" / "metrics" / "cost" / "img_per_s.tsv").exists()
 
     shorter = tmp_path / "shorter"
     train(tiny_images(), diffusion, TINY, train_cfg(epochs=1, batch_size=6, checkpoint_every=2), state_dir=shorter,

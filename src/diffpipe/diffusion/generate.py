@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..core.errors import PipelineError
 from ..core.params import SamplerSpec
+from ..core.progress import progress_bar
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_uint8
 from .denoiser import make_eps_fn
@@ -30,13 +30,18 @@ def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple
     eps_fn = make_eps_fn(model, schedule, autocast_dtype)
     norm = norm or ChannelNorm.identity(image_shape[0])
     out = np.empty((num_images, *image_shape), dtype=np.uint8)
-    for start in tqdm(range(0, num_images, batch_size), desc=f"{spec.sampler} sampling", disable=not progress):
+    steps = len(sampler_timesteps(spec, schedule.num_timesteps))
+    bar = progress_bar(desc=f"{spec.sampler} sampling, {num_images} images", total=num_images * steps, unit="img-step",
+                       enabled=progress)
+    for start in range(0, num_images, batch_size):
         seeds = range(first_seed + start, first_seed + min(start + batch_size, num_images))
-        x0 = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device))
+        x0 = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device),
+                         callback=lambda *_, n=len(seeds): bar.update(n))
         if not torch.isfinite(x0).all():
             raise PipelineError(f"sampling produced non-finite values for images {start}..{start + len(seeds) - 1} "
                                 "(the network's output is not finite)")
         out[start:start + len(seeds)] = to_uint8(norm.invert(x0)).cpu().numpy()
+    bar.close()
     return out
 
 

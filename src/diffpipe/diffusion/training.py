@@ -20,12 +20,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..core.config import to_dict
 from ..core.devices import autocast_dtype, resolve_device
 from ..core.errors import PipelineError
 from ..core.params import DiffusionConfig, ModelConfig, TrainConfig
+from ..core.progress import progress_bar
+from ..core.tracking import TrainingLog
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_model_range
 from ..nets.builder import build_model
@@ -61,7 +62,9 @@ class TrainResult:
     checkpoint: dict  # the best epoch's self-describing checkpoint
     step_losses: list[dict]
     epoch_losses: list[dict]
-    metrics: dict
+    summary: dict  # quality numbers worth comparing across runs (final and best epoch loss)
+    report: dict   # what the run was (steps, images, parameters, device): not a metric
+    cost: dict     # timings: differ on every run, never read by another stage
 
 
 class TrainingDiverged(PipelineError):
@@ -123,8 +126,12 @@ def _finite(*modules: nn.Module) -> bool:
 def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig, cfg: TrainConfig,
           state_dir: Optional[Path] = None,
           on_epoch_end: Optional[Callable[[int, nn.Module, NoiseSchedule, ChannelNorm], None]] = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+          progress: bool = True, log: Callable[[str], None] = print,
+          history: Optional[TrainingLog] = None) -> TrainResult:
     """Train on uint8 images (N, C, H, W). `on_epoch_end(epoch, ema_model, schedule, norm)` e.g. writes a grid.
+
+    `history` (DVCLive) receives, every `train.log_every` steps, the window loss, learning rate, EMA decay
+    and throughput, and each epoch's mean loss; it is opened resumed when the state is.
 
     With `state_dir`, the complete state is saved there atomically every `train.checkpoint_every` steps and
     at each epoch end, and a run made from the same data and settings is resumed from it.
@@ -170,6 +177,8 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             log(f"train: resuming from step {run['step']} (epoch {run['epoch'] + 1}, batch {run['batch']}) "
                 f"of {state_dir / STATE_FILE}")
         state_dir.mkdir(parents=True, exist_ok=True)
+    if history is not None:
+        history.start(run["saved_step"])
 
     def save_state() -> None:
         if state_dir is None:
@@ -191,6 +200,10 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
                                f"train.lr = {cfg.lr}): {what}; {kept}")
 
     start = time.perf_counter()
+    bar = progress_bar(desc="training", total=cfg.epochs * steps_per_epoch, initial=run["step"], unit="step",
+                       enabled=progress)
+    window_start, window_images = time.perf_counter(), 0
+    epoch_seconds = []
     for epoch in range(run["epoch"], cfg.epochs):
         run["epoch"] = epoch
         model.train()
@@ -199,10 +212,8 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             run["epoch_sum"] = torch.zeros((), device=device)
             run["window_sum"], run["window_n"] = torch.zeros((), device=device), 0
         perm = run["perm"]
-        bar = tqdm(range(run["batch"], steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not progress, leave=False, mininterval=2.0)
-        epoch_start = time.perf_counter()
-        for b in bar:
+        epoch_start, epoch_images = time.perf_counter(), 0
+        for b in range(run["batch"], steps_per_epoch):
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x0 = norm.apply(to_model_range(data[idx])).contiguous(memory_format=memory_format)  # (B, C, H, W)
             t = torch.randint(0, diffusion.num_timesteps, (len(idx),), generator=gen, device=device)
@@ -220,14 +231,20 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             run["window_sum"] += loss_d
             run["window_n"] += len(idx)
             run["batch"] = b + 1
+            window_images += len(idx)
+            epoch_images += len(idx)
+            bar.update(1)
             if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
                 window_loss = (run["window_sum"] / run["window_n"]).item()  # the only host sync in the loop
                 if not math.isfinite(window_loss):
                     stop(f"the loss is {window_loss}")
                 run["step_losses"].append({"step": step, "epoch": epoch + 1, "loss": window_loss})
-                seen = (b + 1) * cfg.batch_size
-                bar.set_postfix(loss=f"{window_loss:.4f}",
-                                img_s=f"{min(seen, n) / (time.perf_counter() - epoch_start):.0f}")
+                img_per_s = window_images / (time.perf_counter() - window_start)
+                bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{window_loss:.4f}", img_s=f"{img_per_s:.0f}")
+                if history is not None:
+                    history.log(step, {"train/loss": window_loss, "schedule/lr": optimizer.param_groups[0]["lr"],
+                                       "schedule/ema_decay": ema_decay_at(step, cfg), "cost/img_per_s": img_per_s})
+                window_start, window_images = time.perf_counter(), 0
                 run["window_sum"].zero_()
                 run["window_n"] = 0
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and b < steps_per_epoch - 1:
@@ -235,11 +252,12 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         epoch_loss = (run["epoch_sum"] / n).item()
         if not math.isfinite(epoch_loss):
             stop(f"the epoch loss is {epoch_loss}")
-        run["epoch_losses"].append({"epoch": epoch + 1, "loss": epoch_loss,
-                                    "seconds": time.perf_counter() - epoch_start})
-        if progress:
-            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} "
-                  f"({n / (time.perf_counter() - epoch_start):.1f} img/s)", flush=True)
+        run["epoch_losses"].append({"epoch": epoch + 1, "loss": epoch_loss})
+        epoch_seconds.append((epoch_images, time.perf_counter() - epoch_start))
+        if history is not None:
+            history.log(run["step"], {"train/epoch_loss": epoch_loss})
+        bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} "
+                  f"({epoch_images / epoch_seconds[-1][1]:.1f} img/s)")
         best = run["best"]
         if best is None or epoch_loss < best["loss"]:
             # The MNIST DDPM source keeps the checkpoint with the lowest mean epoch loss.
@@ -251,19 +269,26 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             on_epoch_end(epoch + 1, ema, schedule, norm)
         run["epoch"], run["batch"], run["perm"] = epoch + 1, 0, None
         save_state()
+    bar.close()
     wall = time.perf_counter() - start
     epoch_losses, best = run["epoch_losses"], run["best"]
-    metrics = {
-        "final_loss": epoch_losses[-1]["loss"],
-        "best_loss": best["loss"],
+    summary = {"final_loss": epoch_losses[-1]["loss"], "best_loss": best["loss"]}
+    if history is not None:
+        history.summary({f"train/{k}": v for k, v in summary.items()})
+    report = {
         "best_epoch": best["checkpoint"]["epoch"],
         "epochs": cfg.epochs,
         "steps": run["step"],
         "images_seen": run["step"] * cfg.batch_size if n % cfg.batch_size == 0 else cfg.epochs * n,
-        "train_img_per_s": cfg.epochs * n / sum(e["seconds"] for e in epoch_losses),
-        "wall_time_s": wall,
         "device": str(device),
         "precision": cfg.precision,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    return TrainResult(best["checkpoint"], run["step_losses"], epoch_losses, metrics)
+    images_timed = sum(i for i, _ in epoch_seconds)
+    cost = {
+        "wall_time_s": wall,  # this invocation (a resumed run times only the part it ran)
+        "img_per_s": images_timed / sum(s for _, s in epoch_seconds) if images_timed else None,
+        "epochs_timed": len(epoch_seconds),
+        "device": str(device),
+    }
+    return TrainResult(best["checkpoint"], run["step_losses"], epoch_losses, summary, report, cost)

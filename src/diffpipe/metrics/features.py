@@ -13,6 +13,7 @@ import torch
 from ..core import devices
 from ..core.errors import PipelineError
 from ..core.fidelity import load_inception
+from ..core.progress import progress_bar
 
 
 def resolve_device(device: str) -> str:
@@ -61,19 +62,17 @@ def extract_features(
     if batch_size < 1:
         raise PipelineError(f"batch_size must be at least 1, got {batch_size}")
     extractor = load_extractor(weights_path, device)
-    starts = range(0, len(images), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc="Inception features", unit="batch")
+    bar = progress_bar(desc="Inception features", total=len(images), unit="img", enabled=progress)
     out = np.empty((len(images), 2048), dtype=np.float64)
     with torch.inference_mode():
-        for start in starts:
+        for start in range(0, len(images), batch_size):
             x = torch.from_numpy(images[start:start + batch_size]).to(device)  # (B, C, H, W) uint8
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)
             (features,) = extractor(x)  # (B, 2048) float32
             out[start:start + len(x)] = features.double().cpu().numpy()
+            bar.update(len(x))
+    bar.close()
     if not np.isfinite(out).all():
         raise PipelineError(f"Inception features of {int((~np.isfinite(out)).any(axis=1).sum())} images are not finite")
     return out

@@ -23,8 +23,8 @@ def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.n
     return grid
 
 
-def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int | None = None, scale: int = 1) -> None:
-    """Write a grid of (N, C, H, W) uint8 images as a PNG (atomically); `scale` enlarges by nearest."""
+def grid_image(images: np.ndarray, nrow: int | None = None, scale: int = 1) -> Image.Image:
+    """A grid of (N, C, H, W) uint8 images as a Pillow image; `scale` enlarges by nearest."""
     grid = make_grid(np.asarray(images), nrow)
     if grid.shape[2] == 1:
         img = Image.fromarray(grid[:, :, 0], mode="L")
@@ -32,5 +32,11 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int | None = No
         img = Image.fromarray(grid, mode="RGB")
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img
+
+
+def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int | None = None, scale: int = 1) -> None:
+    """Write a grid of (N, C, H, W) uint8 images as a PNG (atomically); `scale` enlarges by nearest."""
+    img = grid_image(images, nrow, scale)
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")

@@ -1,4 +1,4 @@
-"""Static PNG plots (matplotlib, Agg): DVC's HTML plots load vega from a CDN that offline machines lack."""
+"""Static PNG plots (matplotlib, Agg) for the README; `dvc plots` draws the same data interactively."""
 from __future__ import annotations
 
 import csv
@@ -9,31 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..core.errors import PipelineError  # noqa: E402
 from ..core.files import atomic_path  # noqa: E402
-
-
-def read_csv_rows(path: str | os.PathLike, numeric: tuple[str, ...]) -> list[dict]:
-    """Rows of a CSV whose `numeric` columns must exist and hold numbers; else one PipelineError naming it."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise PipelineError(f"{path}: not a readable CSV ({e})") from None
-    if not rows:
-        raise PipelineError(f"{path}: has no data rows")
-    missing = [c for c in numeric if c not in rows[0]]
-    if missing:
-        raise PipelineError(f"{path}: lacks column(s) {missing} (has {list(rows[0])})")
-    for i, row in enumerate(rows, start=2):
-        for c in numeric:
-            try:
-                float(row[c])
-            except (TypeError, ValueError):
-                raise PipelineError(f"{path}: line {i}, column {c}: {row[c]!r} is not a number") from None
-    return rows
 
 
 def write_csv_rows(path: str | os.PathLike, rows: list[dict]) -> None:
