@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Like-with-like comparison of a change against its base, for CI (.github/workflows/pipeline.yml; the e2e
-# tests run it too). The tiny pipeline (scripts/tiny_repro.sh) runs for BASE_REV and for HEAD the same way,
-# as two DVC experiments in temp copies (`dvc exp run --temp`: the workspace is left alone, and DVC's run
-# cache skips any stage whose code, data and params are unchanged). The report is `dvc exp diff` of the two
-# (params and metrics, markdown) and `dvc plots diff` of the two (HTML, offline when
-# scripts/offline_plots.sh has run; images side by side).
+# tests run it too). The tiny pipeline (scripts/tiny_repro.sh) is queued for BASE_REV and for HEAD the same
+# way (`dvc exp run --queue`: each experiment snapshots its own commit's code and params), then both run,
+# one after the other, each in a temp copy of its snapshot (`dvc exp run --run-all`); the workspace is left
+# alone. The report is `dvc exp diff` of the two (changed metrics and params, markdown) and `dvc plots diff`
+# of the two (HTML, offline when scripts/offline_plots.sh has run; images side by side).
 #   usage: bash scripts/ci_report.sh BASE_REV OUT_DIR
 set -euo pipefail
 usage="usage: bash scripts/ci_report.sh BASE_REV OUT_DIR"
@@ -21,9 +21,10 @@ back_to_head() { git checkout -q "${branch:-$head}"; }
 trap back_to_head EXIT
 
 git checkout -q --detach "$base"
-bash scripts/tiny_repro.sh --temp -n ci-base     # the base's own script and code
+bash scripts/tiny_repro.sh --queue -n ci-base    # the base's own script, code and params
 back_to_head
-bash scripts/tiny_repro.sh --temp -n ci-head
+bash scripts/tiny_repro.sh --queue -n ci-head
+dvc exp run --run-all -j 1
 
 {
   echo "## Tiny pipeline: base \`$(git rev-parse --short "$base")\` → this change \`$(git rev-parse --short "$head")\`"

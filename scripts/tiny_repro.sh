@@ -10,4 +10,4 @@ dvc exp run "$@" \
   -S sample.num_images=24 -S sample.steps=4 -S sample.batch_size=12 -S sample.grid_images=16 \
   -S evaluate.num_real=24 -S evaluate.batch_size=24 -S evaluate.kid_subset_size=12 -S evaluate.kid_subsets=10 \
   -S timestep_loss.num_images=16 -S timestep_loss.buckets=4 \
-  -S sweep.num_images=8 -S sweep.batch_size=8 -S sweep.kid_subset_size=4 -S sweep.kid_subsets=5
+  -S sweep.num_images=4 -S sweep.batch_size=4 -S sweep.kid_subset_size=2 -S sweep.kid_subsets=5

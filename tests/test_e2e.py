@@ -33,7 +33,7 @@ def repo(tmp_path_factory):
         if (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dest / f)
-    for generated in ("dvc.lock", "metrics", "plots", "dvclive", "reports", "costs"):  # start from nothing the committed run produced
+    for generated in ("dvc.lock", "metrics", "plots", "dvclive", "reports"):  # costs/ stay tracked  # start from nothing the committed run produced
         target = dest / generated
         shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
@@ -41,8 +41,10 @@ def repo(tmp_path_factory):
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], commit + ["base"]):
         run(cmd, dest, env)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["sample"]["eta"] = 0.0  # the "pull request": a sampler change
+    params["sample"]["eta"] = 0.0  # the "pull request": a sampler change and a change in the package
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sweep_py = dest / "src" / "diffpipe" / "metrics" / "sweep.py"
+    sweep_py.write_text(sweep_py.read_text().replace("Sampler sweep:", "Sampler sweep (changed code):"))
     run(commit + ["change"], dest, env)
     run(["bash", "scripts/offline_plots.sh"], dest, env)
     run(["bash", "scripts/ci_report.sh", "HEAD~1", "ci-report"], dest, env)
@@ -106,6 +108,9 @@ def test_metrics_are_few_numbers_and_timings_stay_out_of_dvc(repo):
     assert not any("emoji" in c or "second" in c or "per_s" in c for c in columns), sorted(columns)
     lock = (dest / "dvc.lock").read_text()
     assert "costs/" not in lock and "img_per_s" not in lock  # timings never reach dvc.lock or another stage
+    # but the experiment carries its own timings: git-tracked files that the tiny run rewrote
+    committed = subprocess.run(["git", "show", "HEAD:costs/sample.json"], cwd=dest, capture_output=True, text=True)
+    assert (dest / "costs" / "sample.json").read_text() != committed.stdout
 
 
 def test_metrics_diff_runs(repo):
@@ -158,24 +163,15 @@ def test_bad_param_fails_in_the_first_stage_in_one_line(repo):
     assert errors == ["error: params key `sample.steps` (5000) must not exceed the number of diffusion steps T = 1000"]
 
 
-def test_queued_experiment_runs_the_code_of_its_snapshot(repo):
-    """`dvc exp run --queue` snapshots the workspace; the queue runs it in a temp copy. The stages must import
-    that copy's package, not the editable install's (the workspace, reverted here before the queue runs)."""
+def test_queued_experiments_run_the_code_of_their_snapshot(repo):
+    """ci_report.sh queues the base, then the change, and runs both afterwards, each in a temp copy: the stages
+    must import that copy's package, not the workspace's editable install (at the change by then)."""
     dest, env = repo
-    sweep_py = dest / "src" / "diffpipe" / "metrics" / "sweep.py"
-    original = sweep_py.read_text()
-    sweep_py.write_text(original.replace("Sampler sweep:", "Sampler sweep (queued snapshot):"))
-    try:
-        run(["dvc", "exp", "run", "--queue", "-n", "snapshot-code"], dest, env)
-    finally:
-        sweep_py.write_text(original)  # the workspace is back to the old code before anything runs
-    run(["dvc", "queue", "start", "-j", "1"], dest, env)
-    subprocess.run(["dvc", "queue", "logs", "-f", "snapshot-code"], cwd=dest, env=env, capture_output=True,
-                   text=True, timeout=600)
     refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], dest, env).split()
-    tables = [subprocess.run(["git", "show", f"{ref}:reports/sweep.md"], cwd=dest, capture_output=True,
-                             text=True).stdout for ref in refs]
-    assert any("Sampler sweep (queued snapshot):" in t for t in tables), run(["dvc", "queue", "status"], dest, env)
+    table = {name: run(["git", "show", f"{ref}:reports/sweep.md"], dest, env)
+             for ref in refs for name in ("ci-base", "ci-head") if ref.endswith(f"/{name}")}
+    assert "Sampler sweep:" in table["ci-base"] and "(changed code)" not in table["ci-base"]
+    assert "Sampler sweep (changed code):" in table["ci-head"]
 
 
 def test_training_killed_with_sigkill_resumes_to_the_same_checkpoint(repo):

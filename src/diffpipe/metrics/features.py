@@ -5,6 +5,7 @@ TF1-style bilinear resize to 299. FID and KID on these features are in scores.py
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -19,6 +20,11 @@ from ..core.progress import progress_bar
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' if available else 'cpu'; 'cuda' without a GPU is an error naming evaluate.device."""
     return devices.resolve_device(device, "evaluate.device").type
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_extractor(weights_path: str, device: str) -> torch.nn.Module:
+    return load_extractor(weights_path, device)
 
 
 def load_extractor(weights_path: str | os.PathLike, device: str) -> torch.nn.Module:
@@ -61,7 +67,7 @@ def extract_features(
         raise PipelineError(f"expected uint8 images (N, C, H, W) with C in {{1, 3}}, got {images.dtype} {images.shape}")
     if batch_size < 1:
         raise PipelineError(f"batch_size must be at least 1, got {batch_size}")
-    extractor = load_extractor(weights_path, device)
+    extractor = _cached_extractor(str(weights_path), device)  # loaded once per process (the sweep's points)
     bar = progress_bar(desc="Inception features", total=len(images), unit="img", enabled=progress)
     out = np.empty((len(images), 2048), dtype=np.float64)
     with torch.inference_mode():
