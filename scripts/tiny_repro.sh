@@ -7,7 +7,7 @@ dvc exp run "$@" \
   -S 'model.unet.down_ch=[16,32,64]' -S 'model.unet.mid_ch=[64,64]' -S 'model.unet.up_ch=[64,32,16]' \
   -S model.unet.t_emb_dim=32 \
   -S train.epochs=2 -S train.batch_size=64 -S train.log_every=2 -S train.grid_images=4 -S train.grid_steps=4 \
-  -S sample.num_images=24 -S sample.steps=4 -S sample.batch_size=12 -S sample.grid_images=16 \
-  -S evaluate.num_real=24 -S evaluate.batch_size=24 -S evaluate.kid_subset_size=12 -S evaluate.kid_subsets=10 \
+  -S sample.num_images=12 -S sample.steps=4 -S sample.batch_size=12 -S sample.grid_images=12 \
+  -S evaluate.num_real=12 -S evaluate.batch_size=12 -S evaluate.kid_subset_size=6 -S evaluate.kid_subsets=10 \
   -S timestep_loss.num_images=16 -S timestep_loss.buckets=4 \
   -S sweep.num_images=4 -S sweep.batch_size=4 -S sweep.kid_subset_size=2 -S sweep.kid_subsets=5

@@ -77,9 +77,9 @@ def test_repro_writes_every_output(repo):
     ev = json.loads((dest / "dvclive/evaluate/metrics.json").read_text())
     assert set(ev) == {"fid", "kid_mean", "kid_std"} and ev["fid"] > 0 and ev["kid_std"] >= 0
     protocol = json.loads((dest / "reports/evaluate.json").read_text())
-    assert protocol["num_real"] == 24 and protocol["num_generated"] == 24 and protocol["kid_subset_size"] == 12
+    assert protocol["num_real"] == 12 and protocol["num_generated"] == 12 and protocol["kid_subset_size"] == 6
     sample = json.loads((dest / "reports/sample.json").read_text())
-    assert sample["num_images"] == 24 and sample["sampler"] == "ddim" and sample["steps"] == 4 and sample["eta"] == 0.0
+    assert sample["num_images"] == 12 and sample["sampler"] == "ddim" and sample["steps"] == 4 and sample["eta"] == 0.0
     inception = json.loads((dest / "reports/inception.json").read_text())
     assert inception["max_feature_diff"] < 1e-4
     train = json.loads((dest / "dvclive/train/metrics.json").read_text())

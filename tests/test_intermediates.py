@@ -1,5 +1,4 @@
 """Corrupted or hostile intermediates are one-line errors naming the file, found before any heavy work."""
-import json
 import os
 import subprocess
 import sys
@@ -101,3 +100,16 @@ def test_a_stage_reports_a_corrupted_input_in_one_line(tmp_path):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {features}: not a readable .npy array"), proc.stderr
+
+
+def test_a_garbled_dvclive_history_is_one_error_naming_the_file(tmp_path):
+    from diffpipe.core.tracking import truncate_history
+
+    history = tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv"
+    history.parent.mkdir(parents=True)
+    history.write_text("step\tloss\n2\t0.5\n4\t0.4\n6\t0.3\n")
+    truncate_history(tmp_path / "live", 4)
+    assert history.read_text() == "step\tloss\n2\t0.5\n4\t0.4\n"
+    history.write_text("step\tloss\n2\t0.5\nxx\t0.4\n")
+    with pytest.raises(PipelineError, match=r"loss\.tsv: line 3 has no integer step"):
+        truncate_history(tmp_path / "live", 4)

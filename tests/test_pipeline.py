@@ -135,7 +135,8 @@ def test_scripts_take_paths_only_from_the_command_line():
     """No stage script hard-codes a data/, models/, metrics/ or plots/ path (paths live in dvc.yaml)."""
     for script in (ROOT / "stages").glob("*.py"):
         text = script.read_text()
-        assert not re.search(r"[\"'](data|models|metrics|plots|samples)/", text), f"{script.name} hard-codes a path"
+        assert not re.search(r"[\"'](data|models|metrics|plots|samples|dvclive|reports|costs)/", text), \
+            f"{script.name} hard-codes a path"
 
 
 def test_the_repository_stands_alone():
@@ -151,5 +152,17 @@ def test_the_repository_stands_alone():
         assert (ROOT / doc).is_file(), doc
 
 
-def test_analytics_are_off_in_committed_dvc_config():
-    assert re.search(r"analytics\s*=\s*false", (ROOT / ".dvc" / "config").read_text())
+@pytest.mark.parametrize("project", [ROOT, *sorted(p.parent for p in (ROOT / "systems").glob("*/dvc.yaml"))],
+                         ids=lambda p: str(p.relative_to(ROOT)) or ".")
+def test_each_pipeline_is_its_own_dvc_project_with_analytics_off(project):
+    assert (project / ".dvc").is_dir(), f"{project} is not a DVC project (dvc init --subdir)"
+    assert re.search(r"analytics\s*=\s*false", (project / ".dvc" / "config").read_text())
+
+
+def test_the_root_project_does_not_see_system_b():
+    """System B is a DVC subproject: the root's stages, params and metrics never include its files."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        stage_files = {Path(s.path).resolve() for s in repo.index.stages}
+    assert stage_files == {(ROOT / "dvc.yaml").resolve()}, stage_files
