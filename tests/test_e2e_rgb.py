@@ -57,19 +57,21 @@ def test_tiny_rgb_system_b_run(tmp_path):
     stage("reference_features.py", "--images", out / "ref.npy", "--weights", out / "inception.pth", "--params", p,
           "--out", out / "ref_features.npy")
     stage("train.py", "--data", out / "train.npy", "--params", p, "--state", out / "state", "--checkpoint", out / "ckpt.pt",
-          "--metrics", out / "train.json", "--loss-steps", out / "steps.csv", "--loss-epochs", out / "epochs.csv",
-          "--grids", out / "grids")
+          "--live", out / "live", "--report", out / "train.json", "--cost", out / "train_cost.json",
+          "--loss-plot", out / "loss.png")
     stage("sample.py", "--checkpoint", out / "ckpt.pt", "--params", p, "--out", out / "samples.npy",
-          "--grid", out / "grid.png", "--metrics", out / "sample.json", "--process-gif", out / "process.gif",
-          "--process-strip", out / "strip.png")
+          "--grid", out / "grid.png", "--report", out / "sample.json", "--cost", out / "sample_cost.json",
+          "--process-gif", out / "process.gif", "--process-strip", out / "strip.png")
     stage("evaluate.py", "--samples", out / "samples.npy", "--reference-features", out / "ref_features.npy",
-          "--weights", out / "inception.pth", "--params", p, "--loss-steps", out / "steps.csv",
-          "--loss-epochs", out / "epochs.csv", "--metrics", out / "evaluate.json", "--loss-plot", out / "loss.png")
+          "--weights", out / "inception.pth", "--params", p, "--live", out / "eval_live",
+          "--report", out / "evaluate.json", "--cost", out / "evaluate_cost.json")
 
     samples = np.load(out / "samples.npy")
     assert samples.shape == (10, 3, 16, 16) and samples.dtype == np.uint8
     assert len(np.unique(samples.reshape(10, -1), axis=0)) == 10  # one seed per image: all different
-    metrics = json.loads((out / "evaluate.json").read_text())
-    assert metrics["num_real"] == 10 and metrics["num_generated"] == 10 and np.isfinite(metrics["fid"])
-    assert sorted(f.name for f in (out / "grids").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    protocol = json.loads((out / "evaluate.json").read_text())
+    assert protocol["num_real"] == 10 and protocol["num_generated"] == 10
+    assert np.isfinite(json.loads((out / "eval_live" / "metrics.json").read_text())["fid"])
+    grids = out / "live" / "plots" / "images" / "grids"
+    assert sorted(f.name for f in grids.iterdir()) == ["epoch_001.png", "epoch_002.png"]
     assert Image.open(out / "process.gif").n_frames == 5
