@@ -1,4 +1,8 @@
-"""Stage reference_features: Inception pool features of the first `evaluate.num_real` reference images."""
+"""Stage reference_features: Inception pool features of the first `evaluate.num_real` reference images, and of
+as many training images (the real-vs-real floor that evaluate reports next to FID and KID).
+
+Both are computed once per data version and cached by DVC; evaluate and the sweep only read them.
+"""
 from __future__ import annotations
 
 import argparse
@@ -17,22 +21,27 @@ from diffpipe.metrics import features  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", required=True, help="reference images, uint8 (N, C, H, W) .npy")
+    parser.add_argument("--train-images", required=True, help="training images, uint8 (N, C, H, W) .npy")
     parser.add_argument("--weights", required=True, help="converted Inception weights (.pth)")
     parser.add_argument("--params", required=True, help="params.yaml (section `evaluate`)")
-    parser.add_argument("--out", required=True, help="features, float64 (num_real, 2048) .npy")
+    parser.add_argument("--out", required=True, help="reference features, float64 (num_real, 2048) .npy")
+    parser.add_argument("--out-train", required=True, help="training-image features, float64 (num_real, 2048) .npy")
     args = parser.parse_args()
 
     cfg = load_params(args.params).evaluate
-    images = read_image_array(args.images)
-    if len(images) < cfg.num_real:
-        raise PipelineError(f"{args.images} has {len(images)} images, fewer than evaluate.num_real = {cfg.num_real}")
-    real = features.extract_features(
-        images[: cfg.num_real], args.weights, features.resolve_device(cfg.device), cfg.batch_size, progress=True
-    )
-    write_npy(args.out, real)
-    print(f"wrote {args.out} {real.shape}")
+    sets = {}
+    for path in (args.images, args.train_images):  # both checked before any feature extraction
+        images = read_image_array(path)
+        if len(images) < cfg.num_real:
+            raise PipelineError(f"{path} has {len(images)} images, fewer than evaluate.num_real = {cfg.num_real}")
+        sets[path] = images[: cfg.num_real]
+    device = features.resolve_device(cfg.device)
+    for path, out in ((args.images, args.out), (args.train_images, args.out_train)):
+        real = features.extract_features(sets[path], args.weights, device, cfg.batch_size, progress=True)
+        write_npy(out, real)
+        print(f"wrote {out} {real.shape}")
 
 
 if __name__ == "__main__":

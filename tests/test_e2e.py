@@ -71,11 +71,12 @@ def test_repro_writes_every_output(repo):
                  "models/checkpoint.pt", "samples/samples.npy", "samples/samples.csv", "samples/grid.png",
                  "plots/loss.png", "plots/data_preview.png", "data/features/reference.npy", "dvc.lock",
                  "samples/process.gif", "samples/process_strip.png", "plots/timestep_loss.csv",
-                 "plots/timestep_loss.png", "metrics/sweep.json", "reports/sweep.md", "plots/sweep.csv",
+                 "plots/timestep_loss.png", "data/features/train_real.npy", "metrics/sweep.json", "reports/sweep.md", "plots/sweep.csv",
                  "plots/sweep.png", "costs/train.json", "costs/sample.json", "costs/evaluate.json", "costs/sweep.json"):
         assert (dest / path).exists(), path
     ev = json.loads((dest / "dvclive/evaluate/metrics.json").read_text())
-    assert set(ev) == {"fid", "kid_mean", "kid_std"} and ev["fid"] > 0 and ev["kid_std"] >= 0
+    assert set(ev) == {"fid", "kid_mean", "kid_std", "fid_floor", "kid_floor_mean", "precision", "recall"}
+    assert ev["fid"] > ev["fid_floor"] > 0 and ev["kid_std"] >= 0 and 0 <= ev["precision"] <= 1
     protocol = json.loads((dest / "reports/evaluate.json").read_text())
     assert protocol["num_real"] == 12 and protocol["num_generated"] == 12 and protocol["kid_subset_size"] == 6
     sample = json.loads((dest / "reports/sample.json").read_text())

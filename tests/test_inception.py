@@ -65,6 +65,20 @@ def test_kid_separates_shifted_sets_and_is_seeded():
     assert scores.kid_from_features(a, b, 50, 10, 0) == (mean, std)
 
 
+def test_precision_recall_tell_coverage_from_fidelity():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 8))
+    assert scores.precision_recall(real, real.copy()) == (1.0, 1.0)
+    # generated images all in one corner of the real distribution: precise, but poor recall
+    corner = real[np.argsort(real[:, 0])[:20]] + rng.normal(scale=0.01, size=(20, 8))
+    precision, recall = scores.precision_recall(real, np.repeat(corner, 10, axis=0))
+    assert precision > 0.9 and recall < 0.3
+    # generated images far from every real one: neither
+    assert scores.precision_recall(real, real + 100.0) == (0.0, 0.0)
+    with pytest.raises(PipelineError, match="more than 3 images"):
+        scores.precision_recall(real, real[:3])
+
+
 def test_kid_subset_larger_than_samples_is_an_error():
     a = np.zeros((10, 4))
     with pytest.raises(PipelineError, match="subset size 11"):

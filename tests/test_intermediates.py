@@ -94,7 +94,7 @@ def test_a_stage_reports_a_corrupted_input_in_one_line(tmp_path):
     features.write_bytes(b"\x93NUMPY truncated")
     samples = npy(tmp_path / "samples.npy", np.zeros((4, 1, 8, 8), np.uint8))
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--samples", samples,
-                           "--reference-features", features, "--weights", tmp_path / "w.pth",
+                           "--reference-features", features, "--train-features", features, "--weights", tmp_path / "w.pth",
                            "--params", ROOT / "params.yaml", "--live", tmp_path / "live",
                            "--report", tmp_path / "r.json", "--cost", tmp_path / "c.json"], capture_output=True, text=True)
     assert proc.returncode == 1

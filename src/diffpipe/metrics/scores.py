@@ -4,6 +4,9 @@ FID: Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge 
 Equilibrium" (TTUR): ||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2)) on the 2048-d pool features.
 KID: Binkowski et al. 2018, "Demystifying MMD GANs": unbiased MMD^2 with the cubic polynomial kernel,
 mean and std over random subsets.
+Precision and recall: Kynkäänniemi et al. 2019, "Improved Precision and Recall Metric for Assessing
+Generative Models": k-nearest-neighbour balls around each set's features; precision is the share of
+generated images inside the real set's balls, recall the share of real images inside the generated set's.
 """
 from __future__ import annotations
 
@@ -54,3 +57,22 @@ def kid_from_features(real: np.ndarray, fake: np.ndarray, subset_size: int, subs
         real_t, fake_t, kid_subsets=subsets, kid_subset_size=subset_size, rng_seed=seed, verbose=False
     )
     return float(out[KEY_METRIC_KID_MEAN]), float(out[KEY_METRIC_KID_STD])
+
+
+PRC_NEIGHBORHOOD = 3  # k of the k-NN balls: torch-fidelity's default and the paper's
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
+    """(precision, recall) of the generated set against the real set, by torch-fidelity's PRC on the given
+    features (here the same Inception features as FID and KID, not torch-fidelity's default VGG16)."""
+    import_torch_fidelity()
+    from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+
+    real_t, fake_t = _check_features(real, "real"), _check_features(fake, "fake")
+    if min(len(real_t), len(fake_t)) <= PRC_NEIGHBORHOOD:
+        raise PipelineError(f"precision/recall need more than {PRC_NEIGHBORHOOD} images per set "
+                            f"(real {len(real_t)}, fake {len(fake_t)})")
+    # torch-fidelity's convention: features_1 is the generated set, features_2 the real one
+    out = prc_features_to_metric(fake_t, real_t, prc_neighborhood=PRC_NEIGHBORHOOD, prc_batch_size=10000,
+                                 verbose=False)
+    return float(out[KEY_METRIC_PRECISION]), float(out[KEY_METRIC_RECALL])
