@@ -260,7 +260,8 @@ class SamplerSpec:
     sampler: Literal["ddpm", "ddim"]
     steps: int  # DDIM S
     eta: float  # DDIM eta (eq. 16): 0 deterministic, 1 DDPM-like
-    clip_x0: bool  # clamp x0_pred to [-1, 1] at every step (the source clamps only for display)
+    clip_x0: bool  # clamp x0_pred to the data range [-1, 1] at every step (in data units, also with
+    # train.normalize); the source clamps only for display
 
     def check(self, key: str) -> None:
         require(self.steps >= 1, f"{key}.steps", f"must be >= 1, got {self.steps}")
