@@ -135,3 +135,20 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_state(tmp_path):
         train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, state_dir=state, progress=False)
     saved = torch.load(state / "state.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_learning_rate_schedule_warm_up_and_cosine():
+    from diffpipe.diffusion.training import lr_at, run_fingerprint
+
+    cfg = train_cfg(lr=1e-3, lr_schedule="cosine", warmup_steps=10)
+    assert lr_at(0, 100, cfg) == pytest.approx(1e-4)  # warm-up: (step + 1) / warmup_steps
+    assert lr_at(9, 100, cfg) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 9 / 100)))
+    assert lr_at(50, 100, cfg) == pytest.approx(0.5e-3) and lr_at(100, 100, cfg) == pytest.approx(0.0)
+    constant = train_cfg(lr=1e-3, lr_schedule="constant", warmup_steps=0)
+    assert lr_at(0, 100, constant) == lr_at(99, 100, constant) == 1e-3
+    # a cosine run depends on its length, so train.epochs is part of what a saved state must match
+    images, diffusion = tiny_images(), diffusion_cfg(num_timesteps=50)
+    a, b = (run_fingerprint(images, diffusion, TINY, train_cfg(lr_schedule="cosine", epochs=e)) for e in (2, 3))
+    assert a != b
+    a, b = (run_fingerprint(images, diffusion, TINY, train_cfg(lr_schedule="constant", epochs=e)) for e in (2, 3))
+    assert a == b

@@ -39,6 +39,16 @@ def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str) -> torc
     return F.mse_loss(eps_pred, eps) if kind == "mse" else F.l1_loss(eps_pred, eps)
 
 
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Learning rate of optimizer step `step` (0-based): linear warm-up over `warmup_steps`, then constant or a
+    cosine decay reaching 0 after `total_steps` (Loshchilov & Hutter 2017, without restarts)."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "constant":
+        return cfg.lr * warm
+    progress = min(1.0, step / max(1, total_steps))
+    return cfg.lr * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def ema_decay_at(step: int, cfg: TrainConfig) -> float:
     return min(cfg.ema_decay, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema_decay
 
@@ -76,7 +86,8 @@ class TrainingDiverged(PipelineError):
 # data-order generator and the global RNG, the step, the epoch and the batch within it, the epoch's
 # permutation and partial sums, the logs and the best epoch so far. A resumed run ends with the same bytes
 # as an uninterrupted one. `fingerprint` says what the state was made from; only keys in CONTINUABLE may
-# differ (nothing in the loop depends on the total number of epochs, so raising it continues the run).
+# differ (with a constant learning rate nothing in the loop depends on the total number of epochs, so
+# raising it continues the run; a cosine schedule depends on it, so there `epochs` is part of the fingerprint).
 
 STATE_FILE = "state.pt"
 STATE_FORMAT = "diffpipe-train-state-v1"
@@ -85,7 +96,8 @@ CONTINUABLE = ("epochs", "checkpoint_every")
 
 def run_fingerprint(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig,
                     cfg: TrainConfig) -> dict:
-    train_keys = {k: v for k, v in to_dict(cfg).items() if k not in CONTINUABLE}
+    continuable = CONTINUABLE if cfg.lr_schedule == "constant" else tuple(k for k in CONTINUABLE if k != "epochs")
+    train_keys = {k: v for k, v in to_dict(cfg).items() if k not in continuable}
     return {"data_md5": hashlib.md5(np.ascontiguousarray(images).tobytes()).hexdigest(),
             "data_shape": list(images.shape), "diffusion": to_dict(diffusion), "model": to_dict(model_cfg),
             "train": train_keys}
@@ -220,6 +232,8 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             eps = torch.randn(x0.shape, generator=gen, device=device)
             x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
             loss = diffusion_loss(eps_fn(x_t, t), eps, cfg.loss)
+            for group in optimizer.param_groups:  # a function of the step alone: resumes exactly
+                group["lr"] = lr_at(run["step"], cfg.epochs * steps_per_epoch, cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
