@@ -54,8 +54,9 @@ def test_tiny_rgb_system_b_run(tmp_path):
     assert [s["path"] for s in report["train_dir"]["skipped"]] == ["notes.txt"]
 
     stage("inception_weights.py", "--out", out / "inception.pth", "--report", out / "inception.json")
-    stage("reference_features.py", "--images", out / "ref.npy", "--weights", out / "inception.pth", "--params", p,
-          "--out", out / "ref_features.npy")
+    stage("reference_features.py", "--images", out / "ref.npy", "--train-images", out / "train.npy",
+          "--weights", out / "inception.pth", "--params", p, "--out", out / "ref_features.npy",
+          "--out-train", out / "train_features.npy")
     stage("train.py", "--data", out / "train.npy", "--params", p, "--state", out / "state", "--checkpoint", out / "ckpt.pt",
           "--live", out / "live", "--report", out / "train.json", "--cost", out / "train_cost.json",
           "--loss-plot", out / "loss.png")
@@ -63,7 +64,8 @@ def test_tiny_rgb_system_b_run(tmp_path):
           "--grid", out / "grid.png", "--report", out / "sample.json", "--cost", out / "sample_cost.json",
           "--process-gif", out / "process.gif", "--process-strip", out / "strip.png")
     stage("evaluate.py", "--samples", out / "samples.npy", "--reference-features", out / "ref_features.npy",
-          "--weights", out / "inception.pth", "--params", p, "--live", out / "eval_live",
+          "--train-features", out / "train_features.npy", "--weights", out / "inception.pth", "--params", p,
+          "--live", out / "eval_live",
           "--report", out / "evaluate.json", "--cost", out / "evaluate_cost.json")
 
     samples = np.load(out / "samples.npy")
@@ -71,7 +73,8 @@ def test_tiny_rgb_system_b_run(tmp_path):
     assert len(np.unique(samples.reshape(10, -1), axis=0)) == 10  # one seed per image: all different
     protocol = json.loads((out / "evaluate.json").read_text())
     assert protocol["num_real"] == 10 and protocol["num_generated"] == 10
-    assert np.isfinite(json.loads((out / "eval_live" / "metrics.json").read_text())["fid"])
+    scores = json.loads((out / "eval_live" / "metrics.json").read_text())
+    assert np.isfinite(scores["fid"]) and np.isfinite(scores["fid_floor"]) and 0 <= scores["recall"] <= 1
     grids = out / "live" / "plots" / "images" / "grids"
     assert sorted(f.name for f in grids.iterdir()) == ["epoch_001.png", "epoch_002.png"]
     assert Image.open(out / "process.gif").n_frames == 5
