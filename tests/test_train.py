@@ -11,7 +11,7 @@ from diffpipe.core.tracking import TrainingLog
 from diffpipe.data.pixels import to_model_range, to_uint8
 from diffpipe.diffusion.checkpoint import load_model, save_checkpoint
 from diffpipe.diffusion.schedule import NoiseSchedule
-from diffpipe.diffusion.training import TrainingDiverged, diffusion_loss, train
+from diffpipe.diffusion.training import TrainingDiverged, diffusion_loss, min_snr_weight, train
 from diffpipe.nets.builder import build_model
 
 TINY = model_cfg(**TINY_UNET, attn_down=(False, True), attn_up=(True, False))
@@ -152,3 +152,19 @@ def test_learning_rate_schedule_warm_up_and_cosine():
     assert a != b
     a, b = (run_fingerprint(images, diffusion, TINY, train_cfg(lr_schedule="constant", epochs=e)) for e in (2, 3))
     assert a == b
+
+
+def test_min_snr_weight_caps_the_signal_to_noise_ratio():
+    schedule = NoiseSchedule.from_config(diffusion_cfg())
+    t = torch.tensor([0, 50, 500, 999])
+    assert min_snr_weight(schedule, t, 0.0) is None
+    w = min_snr_weight(schedule, t, 5.0)
+    snr = schedule.alpha_bar[t] / (1 - schedule.alpha_bar[t])
+    assert snr[0] > 5 > snr[-1]  # the cap binds at small t only
+    torch.testing.assert_close(w, torch.where(snr > 5, 5 / snr, torch.ones_like(snr)))
+    eps_pred, eps = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
+    per_image = (eps_pred - eps).square().flatten(1).mean(1)
+    torch.testing.assert_close(diffusion_loss(eps_pred, eps, "mse", w), (per_image * w).mean())
+    torch.testing.assert_close(diffusion_loss(eps_pred, eps, "mse", torch.ones(4)), diffusion_loss(eps_pred, eps, "mse"))
+    with pytest.raises(Exception, match="train.min_snr_gamma"):
+        train_cfg(min_snr_gamma=-1.0)

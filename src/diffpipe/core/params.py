@@ -221,6 +221,7 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"]  # cosine: decays to 0 at the last step (ties the run to train.epochs)
     warmup_steps: int  # linear learning-rate warm-up over the first N optimizer steps (0 = none)
     loss: Literal["mse", "l1"]
+    min_snr_gamma: float  # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = uniform, DDPM's L_simple
     ema_decay: float
     ema_warmup: bool  # decay_t = min(decay, (1 + step) / (10 + step)): early EMA tracks the weights
     normalize: bool  # per-channel mean/std normalisation of the data (the flowers DDIM system)
@@ -239,6 +240,7 @@ class TrainConfig:
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
         require(self.warmup_steps >= 0, f"{key}.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        require(self.min_snr_gamma >= 0, f"{key}.min_snr_gamma", f"must be >= 0 (0 = off), got {self.min_snr_gamma}")
         require(0 <= self.ema_decay < 1, f"{key}.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         require(self.seed >= 0, f"{key}.seed", f"must be >= 0, got {self.seed}")
         require(self.log_every >= 1, f"{key}.log_every", f"must be >= 1, got {self.log_every}")

@@ -35,8 +35,24 @@ from .denoiser import make_eps_fn
 from .schedule import NoiseSchedule
 
 
-def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str) -> torch.Tensor:
-    return F.mse_loss(eps_pred, eps) if kind == "mse" else F.l1_loss(eps_pred, eps)
+def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str,
+                   weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean noise-prediction error; with `weight` (B,), each image's mean error is weighted first."""
+    if weight is None:
+        return F.mse_loss(eps_pred, eps) if kind == "mse" else F.l1_loss(eps_pred, eps)
+    err = (eps_pred - eps).square() if kind == "mse" else (eps_pred - eps).abs()
+    return (err.flatten(1).mean(1) * weight).mean()
+
+
+def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> Optional[torch.Tensor]:
+    """Min-SNR-gamma loss weight for eps-prediction (Hang et al. 2023, eq. 9): min(SNR_t, gamma) / SNR_t with
+    SNR_t = alpha_bar_t / (1 - alpha_bar_t). It down-weights the nearly noise-free timesteps, whose gradients
+    conflict with the rest; None when gamma is 0 (the plain L_simple of DDPM eq. 14)."""
+    if gamma == 0:
+        return None
+    ab = schedule.alpha_bar[t]
+    snr = ab / (1 - ab)
+    return snr.clamp(max=gamma) / snr
 
 
 def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -231,7 +247,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             t = torch.randint(0, diffusion.num_timesteps, (len(idx),), generator=gen, device=device)
             eps = torch.randn(x0.shape, generator=gen, device=device)
             x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
-            loss = diffusion_loss(eps_fn(x_t, t), eps, cfg.loss)
+            loss = diffusion_loss(eps_fn(x_t, t), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
             for group in optimizer.param_groups:  # a function of the step alone: resumes exactly
                 group["lr"] = lr_at(run["step"], cfg.epochs * steps_per_epoch, cfg)
             optimizer.zero_grad(set_to_none=True)
