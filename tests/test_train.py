@@ -32,7 +32,7 @@ def test_pixel_scaling_round_trip():
 
 
 def test_short_training_run_lowers_the_loss_and_checkpoint_round_trips(tmp_path):
-    cfg = train_cfg(epochs=40, batch_size=8, lr=3e-3, log_every=5)
+    cfg = train_cfg(epochs=40, batch_size=8, lr=3e-3, log_every=5, keep="best", lr_schedule="constant", warmup_steps=0)
     result = train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, progress=False)
     losses = [e["loss"] for e in result.epoch_losses]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
@@ -168,3 +168,24 @@ def test_min_snr_weight_caps_the_signal_to_noise_ratio():
     torch.testing.assert_close(diffusion_loss(eps_pred, eps, "mse", torch.ones(4)), diffusion_loss(eps_pred, eps, "mse"))
     with pytest.raises(Exception, match="train.min_snr_gamma"):
         train_cfg(min_snr_gamma=-1.0)
+
+
+def test_keep_last_and_repeats():
+    """keep: last returns the final weights; repeats: k walks the set k times per epoch, each pass a permutation."""
+    data = tiny_images()
+    last = train(data, diffusion_cfg(num_timesteps=50), TINY, train_cfg(epochs=3, batch_size=8, keep="last"),
+                 progress=False)
+    assert last.checkpoint["epoch"] == 3 and last.report["kept_epoch"] == 3 and last.report["keep"] == "last"
+    best = train(data, diffusion_cfg(num_timesteps=50), TINY, train_cfg(epochs=3, batch_size=8, keep="best"),
+                 progress=False)
+    torch.testing.assert_close(last.checkpoint["ema"], train(  # the same run; only the choice differs
+        data, diffusion_cfg(num_timesteps=50), TINY, train_cfg(epochs=3, batch_size=8, keep="last"),
+        progress=False).checkpoint["ema"])
+    losses = [e["loss"] for e in best.epoch_losses]
+    assert best.checkpoint["epoch"] == 1 + int(np.argmin(losses))
+    assert [e["loss"] for e in last.epoch_losses] == losses
+    twice = train(data, diffusion_cfg(num_timesteps=50), TINY, train_cfg(epochs=1, batch_size=8, repeats=2),
+                  progress=False)
+    assert twice.report["steps"] == 2 * len(data) // 8 and twice.report["images_seen"] == 2 * len(data)
+    with pytest.raises(Exception, match="train.repeats"):
+        train_cfg(repeats=0)

@@ -216,7 +216,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int
+    repeats: int  # passes over the training set per epoch (the flowers source repeats its set 5 times)
     batch_size: int
+    keep: Literal["best", "last"]  # the checkpoint kept: lowest mean epoch loss (MNIST source) or final (flowers)
     lr: float
     lr_schedule: Literal["constant", "cosine"]  # cosine: decays to 0 at the last step (ties the run to train.epochs)
     warmup_steps: int  # linear learning-rate warm-up over the first N optimizer steps (0 = none)
@@ -237,6 +239,7 @@ class TrainConfig:
 
     def check(self, key: str) -> None:
         require(self.epochs >= 1, f"{key}.epochs", f"must be >= 1, got {self.epochs}")
+        require(self.repeats >= 1, f"{key}.repeats", f"must be >= 1, got {self.repeats}")
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
         require(self.warmup_steps >= 0, f"{key}.warmup_steps", f"must be >= 0, got {self.warmup_steps}")

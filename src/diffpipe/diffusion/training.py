@@ -179,7 +179,8 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     norm = ChannelNorm.measure(images) if cfg.normalize else ChannelNorm.identity(c)
     data = torch.from_numpy(images).to(device)  # uint8, resident on the device
     gen = torch.Generator(device).manual_seed(cfg.seed)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    per_epoch = n * cfg.repeats  # an epoch walks the set `repeats` times, each pass in its own order
+    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
     run = {"step": 0, "epoch": 0, "batch": 0, "perm": None, "epoch_sum": torch.zeros((), device=device),
            "window_sum": torch.zeros((), device=device), "window_n": 0, "step_losses": [], "epoch_losses": [],
            "best": None, "saved_step": None}
@@ -236,7 +237,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         run["epoch"] = epoch
         model.train()
         if run["batch"] == 0:
-            run["perm"] = torch.randperm(n, generator=gen, device=device)
+            run["perm"] = torch.cat([torch.randperm(n, generator=gen, device=device) for _ in range(cfg.repeats)])
             run["epoch_sum"] = torch.zeros((), device=device)
             run["window_sum"], run["window_n"] = torch.zeros((), device=device), 0
         perm = run["perm"]
@@ -289,7 +290,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} "
                   f"({epoch_images / epoch_seconds[-1][1]:.1f} img/s)")
         best = run["best"]
-        if best is None or epoch_loss < best["loss"]:
+        if cfg.keep == "best" and (best is None or epoch_loss < best["loss"]):
             # The MNIST DDPM source keeps the checkpoint with the lowest mean epoch loss.
             run["best"] = {"loss": epoch_loss, "checkpoint": make_checkpoint(
                 model, ema, optimizer, run["step"], epoch + 1, epoch_loss, gen, diffusion, model_cfg, cfg,
@@ -301,15 +302,21 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         save_state()
     bar.close()
     wall = time.perf_counter() - start
-    epoch_losses, best = run["epoch_losses"], run["best"]
-    summary = {"final_loss": epoch_losses[-1]["loss"], "best_loss": best["loss"]}
+    epoch_losses = run["epoch_losses"]
+    if cfg.keep == "last":  # the flowers DDIM source keeps the final weights
+        kept = make_checkpoint(model, ema, optimizer, run["step"], cfg.epochs, epoch_losses[-1]["loss"], gen,
+                               diffusion, model_cfg, cfg, images.shape[1:], norm)
+    else:
+        kept = run["best"]["checkpoint"]
+    summary = {"final_loss": epoch_losses[-1]["loss"], "best_loss": min(e["loss"] for e in epoch_losses)}
     if history is not None:
         history.summary({f"train/{k}": v for k, v in summary.items()})
     report = {
-        "best_epoch": best["checkpoint"]["epoch"],
+        "keep": cfg.keep,
+        "kept_epoch": kept["epoch"],
         "epochs": cfg.epochs,
         "steps": run["step"],
-        "images_seen": run["step"] * cfg.batch_size if n % cfg.batch_size == 0 else cfg.epochs * n,
+        "images_seen": cfg.epochs * per_epoch,
         "device": str(device),
         "precision": cfg.precision,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -321,4 +328,4 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         "epochs_timed": len(epoch_seconds),
         "device": str(device),
     }
-    return TrainResult(best["checkpoint"], run["step_losses"], epoch_losses, summary, report, cost)
+    return TrainResult(kept, run["step_losses"], epoch_losses, summary, report, cost)
