@@ -17,6 +17,10 @@ import sys
 import yaml
 
 SECTIONS = ("diffusion", "model", "train", "sample")
+# Keys added to params.yaml after some experiments ran, at the value that reproduces the earlier behaviour:
+# an experiment without the key is compared as if it had this value.
+ADDED_LATER = {"train.lr_schedule": "constant", "train.warmup_steps": 0, "train.min_snr_gamma": 0.0,
+               "train.repeats": 1, "train.keep": "best"}
 
 
 def git(*args: str) -> str:
@@ -24,11 +28,16 @@ def git(*args: str) -> str:
 
 
 def exp_ref(name: str) -> str:
+    """The experiment's ref, or `name` itself when it is a commit (e.g. the committed default run: HEAD)."""
     refs = [r for r in git("for-each-ref", "--format=%(refname)", "refs/exps").split()
             if r.rsplit("/", 1)[-1] == name and r.count("/") == 4]
-    if len(refs) != 1:
-        sys.exit(f"experiment {name!r}: expected one ref under refs/exps, found {len(refs)}")
-    return refs[0]
+    if len(refs) > 1:
+        sys.exit(f"experiment {name!r}: {len(refs)} refs under refs/exps carry this name")
+    if refs:
+        return refs[0]
+    if subprocess.run(["git", "rev-parse", "--verify", "-q", f"{name}^{{commit}}"], capture_output=True).returncode:
+        sys.exit(f"{name!r} is neither an experiment name nor a commit")
+    return name
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -41,7 +50,7 @@ def flat(d: dict, prefix: str = "") -> dict:
 
 def read(ref: str) -> dict:
     params = yaml.safe_load(git("show", f"{ref}:params.yaml"))
-    return {"params": flat({s: params[s] for s in SECTIONS}),
+    return {"params": {**ADDED_LATER, **flat({s: params[s] for s in SECTIONS})},
             "metrics": json.loads(git("show", f"{ref}:dvclive/evaluate/metrics.json")),
             "train": json.loads(git("show", f"{ref}:costs/train.json")),
             "sample": json.loads(git("show", f"{ref}:costs/sample.json"))}
