@@ -72,13 +72,13 @@ def test_bool_is_not_an_int_and_choices_are_checked(tmp_path):
 def test_nested_keys_are_named_in_full(tmp_path):
     with pytest.raises(ConfigError, match=r"model\.unet\.down_ch\[1\]"):
         load_edited(tmp_path, lambda d: d["model"]["unet"].update(down_ch=[16, "32", 64]))
-    with pytest.raises(ConfigError, match=r"sweep\.points\.ddim10\.eta"):
-        load_edited(tmp_path, lambda d: d["sweep"]["points"]["ddim10"].update(eta=2.0))
+    with pytest.raises(ConfigError, match=r"sweep\.points\.ddim10_eta1\.eta"):
+        load_edited(tmp_path, lambda d: d["sweep"]["points"]["ddim10_eta1"].update(eta=2.0))
 
 
 @pytest.mark.parametrize("edit, key", [
     (lambda d: d["sample"].update(steps=5000), "sample.steps"),
-    (lambda d: d["sweep"]["points"]["ddim10"].update(steps=1001), "sweep.points.ddim10.steps"),
+    (lambda d: d["sweep"]["points"]["ddim10_eta1"].update(steps=1001), "sweep.points.ddim10_eta1.steps"),
     (lambda d: d["train"].update(grid_steps=2000), "train.grid_steps"),
     (lambda d: d["evaluate"].update(kid_subset_size=501, num_real=600), "evaluate.kid_subset_size"),
     (lambda d: d["prepare"].update(reference_limit=100), "evaluate.num_real"),

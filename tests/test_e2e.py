@@ -142,7 +142,7 @@ def test_sample_param_change_reruns_only_sampling(repo):
 
 def test_sweep_change_reruns_only_the_sweep(repo):
     dest, env = repo
-    changed = changed_stages(dest, env, lambda p: p["sweep"]["points"]["ddim20"].update(eta=0.5))
+    changed = changed_stages(dest, env, lambda p: p["sweep"]["points"]["ddim25_eta1"].update(eta=0.5))
     assert changed == {"sweep"}, changed
 
 

@@ -78,12 +78,36 @@ def test_clipped_ddpm_mean_equals_eq11_when_x0_in_range():
         return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
     a = ddpm_sample(oracle, s, ImageNoise([1, 2, 3], (1, 4, 4)))
-    b = ddpm_sample(oracle, s, ImageNoise([1, 2, 3], (1, 4, 4)), clip_x0=True)
+    b = ddpm_sample(oracle, s, ImageNoise([1, 2, 3], (1, 4, 4)), x0_bounds=(-1.0, 1.0))
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_clip_x0_keeps_ddim_inside_the_data_range():
     s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=50))
     wild = lambda x, t: -3.0 * x  # noqa: E731 - a predictor that pushes x0 far outside [-1, 1]
-    out = ddim_sample(wild, s, ImageNoise(range(2), (1, 4, 4)), ddim_timesteps(50, 10), eta=0.0, clip_x0=True)
+    out = ddim_sample(wild, s, ImageNoise(range(2), (1, 4, 4)), ddim_timesteps(50, 10), eta=0.0, x0_bounds=(-1.0, 1.0))
     assert out.abs().max().item() <= 1.0 + 1e-5
+
+
+def test_ddim_timesteps_start_at_t_minus_1_for_every_s():
+    assert ddim_timesteps(1000, 1) == [999]  # one step from pure noise, not a single step at t = 0
+    for steps in (2, 3, 10, 50, 1000):
+        ts = ddim_timesteps(1000, steps)
+        assert ts[0] == 999 and ts[-1] == 0 and len(ts) == steps and ts == sorted(ts, reverse=True)
+
+
+def test_clip_x0_clamps_in_data_units_with_normalised_data():
+    """With train.normalize, model units are (x - mean) / std: clip_x0 clamps to the data range [-1, 1] mapped
+    into those units, per channel (clamping to [-1, 1] in model units would wash out dark pixels)."""
+    from diffpipe.data.channel_norm import ChannelNorm
+
+    norm = ChannelNorm(mean=(-0.7, 0.2), std=(0.3, 0.5))
+    low, high = norm.data_bounds()
+    torch.testing.assert_close(norm.invert(low).flatten(), torch.tensor([-1.0, -1.0]))
+    torch.testing.assert_close(norm.invert(high).flatten(), torch.tensor([1.0, 1.0]))
+    s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=50))
+    wild = lambda x, t: -3.0 * x  # noqa: E731
+    out = ddim_sample(wild, s, ImageNoise(range(3), (2, 4, 4)), ddim_timesteps(50, 10), eta=0.0, x0_bounds=(low, high))
+    data = norm.invert(out)
+    assert data.abs().max().item() <= 1.0 + 1e-4
+    assert data[:, 0].min().item() < -0.99  # the dark end is reachable: -1 in data units is (−1 + 0.7) / 0.3 = −1 model units

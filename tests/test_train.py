@@ -11,7 +11,7 @@ from diffpipe.core.tracking import TrainingLog
 from diffpipe.data.pixels import to_model_range, to_uint8
 from diffpipe.diffusion.checkpoint import load_model, save_checkpoint
 from diffpipe.diffusion.schedule import NoiseSchedule
-from diffpipe.diffusion.training import TrainingDiverged, diffusion_loss, train
+from diffpipe.diffusion.training import TrainingDiverged, diffusion_loss, min_snr_weight, train
 from diffpipe.nets.builder import build_model
 
 TINY = model_cfg(**TINY_UNET, attn_down=(False, True), attn_up=(True, False))
@@ -32,7 +32,7 @@ def test_pixel_scaling_round_trip():
 
 
 def test_short_training_run_lowers_the_loss_and_checkpoint_round_trips(tmp_path):
-    cfg = train_cfg(epochs=40, batch_size=8, lr=3e-3, log_every=5)
+    cfg = train_cfg(epochs=40, batch_size=8, lr=3e-3, log_every=5, keep="best", lr_schedule="constant", warmup_steps=0)
     result = train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, progress=False)
     losses = [e["loss"] for e in result.epoch_losses]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
@@ -135,3 +135,57 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_state(tmp_path):
         train(tiny_images(), diffusion_cfg(num_timesteps=50), TINY, cfg, state_dir=state, progress=False)
     saved = torch.load(state / "state.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_learning_rate_schedule_warm_up_and_cosine():
+    from diffpipe.diffusion.training import lr_at, run_fingerprint
+
+    cfg = train_cfg(lr=1e-3, lr_schedule="cosine", warmup_steps=10)
+    assert lr_at(0, 100, cfg) == pytest.approx(1e-4)  # warm-up: (step + 1) / warmup_steps
+    assert lr_at(9, 100, cfg) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 9 / 100)))
+    assert lr_at(50, 100, cfg) == pytest.approx(0.5e-3) and lr_at(100, 100, cfg) == pytest.approx(0.0)
+    constant = train_cfg(lr=1e-3, lr_schedule="constant", warmup_steps=0)
+    assert lr_at(0, 100, constant) == lr_at(99, 100, constant) == 1e-3
+    # a cosine run depends on its length, so train.epochs is part of what a saved state must match
+    images, diffusion = tiny_images(), diffusion_cfg(num_timesteps=50)
+    a, b = (run_fingerprint(images, diffusion, TINY, train_cfg(lr_schedule="cosine", epochs=e)) for e in (2, 3))
+    assert a != b
+    a, b = (run_fingerprint(images, diffusion, TINY, train_cfg(lr_schedule="constant", epochs=e)) for e in (2, 3))
+    assert a == b
+
+
+def test_min_snr_weight_caps_the_signal_to_noise_ratio():
+    schedule = NoiseSchedule.from_config(diffusion_cfg())
+    t = torch.tensor([0, 50, 500, 999])
+    assert min_snr_weight(schedule, t, 0.0) is None
+    w = min_snr_weight(schedule, t, 5.0)
+    snr = schedule.alpha_bar[t] / (1 - schedule.alpha_bar[t])
+    assert snr[0] > 5 > snr[-1]  # the cap binds at small t only
+    torch.testing.assert_close(w, torch.where(snr > 5, 5 / snr, torch.ones_like(snr)))
+    eps_pred, eps = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
+    per_image = (eps_pred - eps).square().flatten(1).mean(1)
+    torch.testing.assert_close(diffusion_loss(eps_pred, eps, "mse", w), (per_image * w).mean())
+    torch.testing.assert_close(diffusion_loss(eps_pred, eps, "mse", torch.ones(4)), diffusion_loss(eps_pred, eps, "mse"))
+    with pytest.raises(Exception, match="train.min_snr_gamma"):
+        train_cfg(min_snr_gamma=-1.0)
+
+
+def test_keep_last_and_repeats():
+    """keep: last returns the final weights; repeats: k walks the set k times per epoch, each pass a permutation."""
+    data = tiny_images()
+    last = train(data, diffusion_cfg(num_timesteps=50), TINY, train_cfg(epochs=3, batch_size=8, keep="last"),
+                 progress=False)
+    assert last.checkpoint["epoch"] == 3 and last.report["kept_epoch"] == 3 and last.report["keep"] == "last"
+    best = train(data, diffusion_cfg(num_timesteps=50), TINY, train_cfg(epochs=3, batch_size=8, keep="best"),
+                 progress=False)
+    torch.testing.assert_close(last.checkpoint["ema"], train(  # the same run; only the choice differs
+        data, diffusion_cfg(num_timesteps=50), TINY, train_cfg(epochs=3, batch_size=8, keep="last"),
+        progress=False).checkpoint["ema"])
+    losses = [e["loss"] for e in best.epoch_losses]
+    assert best.checkpoint["epoch"] == 1 + int(np.argmin(losses))
+    assert [e["loss"] for e in last.epoch_losses] == losses
+    twice = train(data, diffusion_cfg(num_timesteps=50), TINY, train_cfg(epochs=1, batch_size=8, repeats=2),
+                  progress=False)
+    assert twice.report["steps"] == 2 * len(data) // 8 and twice.report["images_seen"] == 2 * len(data)
+    with pytest.raises(Exception, match="train.repeats"):
+        train_cfg(repeats=0)

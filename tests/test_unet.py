@@ -77,3 +77,16 @@ def test_bad_network_params_name_the_key(kwargs, key):
 def test_image_size_not_divisible_by_downsampling():
     with pytest.raises(ConfigError, match=r"model\.unet\.down_sample.*30"):
         build_model(model_cfg(), 1, 30)
+
+
+def test_attention_is_initialised_as_multihead_attention():
+    """The source's nn.MultiheadAttention: xavier-uniform over the stacked (3C, C) input projection, zero biases."""
+    torch.manual_seed(0)
+    attn = SelfAttention(64, groups=8, heads=4)
+    mha = torch.nn.MultiheadAttention(64, 4)
+    assert attn.qkv.weight.shape == mha.in_proj_weight.shape
+    bound = (6.0 / (64 + 3 * 64)) ** 0.5  # xavier-uniform bound for fan_in 64, fan_out 192
+    assert attn.qkv.weight.abs().max().item() <= bound and attn.qkv.weight.abs().max().item() > 0.9 * bound
+    assert mha.in_proj_weight.abs().max().item() <= bound  # the same bound as torch's own module
+    assert attn.qkv.bias.abs().max().item() == 0.0 and attn.proj.bias.abs().max().item() == 0.0
+    assert abs(attn.qkv.weight.std().item() - mha.in_proj_weight.std().item()) < 0.1 * mha.in_proj_weight.std().item()

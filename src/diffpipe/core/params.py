@@ -216,9 +216,14 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int
+    repeats: int  # passes over the training set per epoch (the flowers source repeats its set 5 times)
     batch_size: int
+    keep: Literal["best", "last"]  # the checkpoint kept: lowest mean epoch loss (MNIST source) or final (flowers)
     lr: float
+    lr_schedule: Literal["constant", "cosine"]  # cosine: decays to 0 at the last step (ties the run to train.epochs)
+    warmup_steps: int  # linear learning-rate warm-up over the first N optimizer steps (0 = none)
     loss: Literal["mse", "l1"]
+    min_snr_gamma: float  # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = uniform, DDPM's L_simple
     ema_decay: float
     ema_warmup: bool  # decay_t = min(decay, (1 + step) / (10 + step)): early EMA tracks the weights
     normalize: bool  # per-channel mean/std normalisation of the data (the flowers DDIM system)
@@ -234,8 +239,11 @@ class TrainConfig:
 
     def check(self, key: str) -> None:
         require(self.epochs >= 1, f"{key}.epochs", f"must be >= 1, got {self.epochs}")
+        require(self.repeats >= 1, f"{key}.repeats", f"must be >= 1, got {self.repeats}")
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
+        require(self.warmup_steps >= 0, f"{key}.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        require(self.min_snr_gamma >= 0, f"{key}.min_snr_gamma", f"must be >= 0 (0 = off), got {self.min_snr_gamma}")
         require(0 <= self.ema_decay < 1, f"{key}.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         require(self.seed >= 0, f"{key}.seed", f"must be >= 0, got {self.seed}")
         require(self.log_every >= 1, f"{key}.log_every", f"must be >= 1, got {self.log_every}")
@@ -260,7 +268,8 @@ class SamplerSpec:
     sampler: Literal["ddpm", "ddim"]
     steps: int  # DDIM S
     eta: float  # DDIM eta (eq. 16): 0 deterministic, 1 DDPM-like
-    clip_x0: bool  # clamp x0_pred to [-1, 1] at every step (the source clamps only for display)
+    clip_x0: bool  # clamp x0_pred to the data range [-1, 1] at every step (in data units, also with
+    # train.normalize); the source clamps only for display
 
     def check(self, key: str) -> None:
         require(self.steps >= 1, f"{key}.steps", f"must be >= 1, got {self.steps}")

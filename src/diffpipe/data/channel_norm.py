@@ -40,5 +40,10 @@ class ChannelNorm:
     def invert(self, x: torch.Tensor) -> torch.Tensor:
         return x * self._view(self.std, x) + self._view(self.mean, x)
 
+    def data_bounds(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """The data range [-1, 1] in model units, per channel, (1, C, 1, 1) each: what clip_x0 clamps to."""
+        ones = torch.ones(1, len(self.mean), 1, 1, device=device)
+        return self.apply(-ones), self.apply(ones)
+
     def to_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std)}

@@ -36,7 +36,7 @@ def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple
     for start in range(0, num_images, batch_size):
         seeds = range(first_seed + start, first_seed + min(start + batch_size, num_images))
         x0 = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device),
-                         callback=lambda *_, n=len(seeds): bar.update(n))
+                         callback=lambda *_, n=len(seeds): bar.update(n), x0_bounds=norm.data_bounds(device))
         if not torch.isfinite(x0).all():
             raise PipelineError(f"sampling produced non-finite values for images {start}..{start + len(seeds) - 1} "
                                 "(the network's output is not finite)")
@@ -72,6 +72,7 @@ def record_process(model: torch.nn.Module, schedule: NoiseSchedule, image_shape:
             x0s.append(to_uint8(norm.invert(x0_pred)).cpu().numpy())
             ts.append(int(t))
 
-    final = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device), callback=callback)
+    final = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device), callback=callback,
+                        x0_bounds=norm.data_bounds(device))
     last = to_uint8(norm.invert(final)).cpu().numpy()
     return np.stack(frames + [last]), np.stack(x0s + [last]), ts + [-1]

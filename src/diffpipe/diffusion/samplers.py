@@ -24,16 +24,19 @@ from .schedule import NoiseSchedule
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step index, t, x_t, x0_pred)
+# (low, high) that x0_pred is clamped to at every step, in model units: floats or (1, C, 1, 1) tensors; None =
+# no clamp. The data range [-1, 1] is (-1, 1) unless the data are normalised (ChannelNorm.data_bounds).
+Bounds = Optional[tuple]
 
 
 @torch.no_grad()
 def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
-                callback: Optional[StepCallback] = None, clip_x0: bool = False) -> torch.Tensor:
+                callback: Optional[StepCallback] = None, x0_bounds: Bounds = None) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over all T steps; returns x_0 (unclamped).
 
     Notation: betas -> beta_t, alphas -> alpha_t, alpha_bar -> ᾱ_t, posterior_variance -> sigma_t² = beta_tilde_t.
-    clip_x0=False is the source's rule (eq. 11, x0_pred only reported); True clamps x0_pred to [-1, 1] and
-    uses the posterior mean of eq. 7 in terms of x0 (as Ho et al.'s released code does).
+    x0_bounds=None is the source's rule (eq. 11, x0_pred only reported); bounds clamp x0_pred to the data range
+    and use the posterior mean of eq. 7 in terms of x0 (as Ho et al.'s released code does).
     """
     x = noise.randn()  # x_T ~ N(0, I)
     batch = x.shape[0]
@@ -42,9 +45,9 @@ def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
         eps_pred = eps_fn(x, t_batch).float()
         beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bar[t]
         x0_pred = schedule.predict_x0(x, t_batch, eps_pred)
-        if clip_x0:
+        if x0_bounds is not None:
             # 1'. Posterior mean, eq. 7: mu_tilde = sqrt(ᾱ_{t-1}) beta_t / (1 - ᾱ_t) x0 + sqrt(alpha_t)(1 - ᾱ_{t-1}) / (1 - ᾱ_t) x_t.
-            x0_pred = x0_pred.clamp(-1.0, 1.0)
+            x0_pred = torch.clamp(x0_pred, *x0_bounds)
             alpha_bar_prev = schedule.alpha_bar_prev[t]
             mean = (alpha_bar_prev.sqrt() * beta * x0_pred + alpha.sqrt() * (1.0 - alpha_bar_prev) * x) / (1.0 - alpha_bar)
         else:
@@ -61,21 +64,24 @@ def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
 
 
 def ddim_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
-    """S timesteps evenly spread over {0 … T-1}, both ends included, descending (T-1 first)."""
+    """S timesteps evenly spread over {0 … T-1}, both ends included, descending: T-1 first for every S
+    (S = 1 is the single step [T-1], from pure noise straight to x_0)."""
     if not 1 <= num_steps <= num_timesteps:
         raise ValueError(f"num_steps must be in [1, {num_timesteps}], got {num_steps}")
+    if num_steps == 1:
+        return [num_timesteps - 1]
     ts = np.unique(np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(int))
     return [int(t) for t in ts[::-1]]
 
 
 @torch.no_grad()
 def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise, timesteps: list[int], eta: float,
-                callback: Optional[StepCallback] = None, clip_x0: bool = False) -> torch.Tensor:
+                callback: Optional[StepCallback] = None, x0_bounds: Bounds = None) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) over the descending `timesteps`; eta = 0 deterministic, 1 = DDPM-like.
 
     Notation: alpha_bar[t] -> ᾱ_t (the paper's α_t), alpha_bar_prev -> ᾱ at the next (smaller) timestep of
-    the sub-sequence, 1 after the last; sigma -> σ_t(η) of eq. 16. clip_x0 clamps x0_pred to [-1, 1]
-    (diffusers' `clip_sample`), keeping eps_pred as predicted.
+    the sub-sequence, 1 after the last; sigma -> σ_t(η) of eq. 16. x0_bounds clamp x0_pred to the data
+    range (diffusers' `clip_sample`), keeping eps_pred as predicted.
     """
     x = noise.randn()  # x_T ~ N(0, I)
     batch = x.shape[0]
@@ -88,8 +94,8 @@ def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise, times
         eps_pred = eps_fn(x, t_batch).float()
         # 1. "Predicted x_0" term of eq. 12.
         x0_pred = (x - (1.0 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
-        if clip_x0:
-            x0_pred = x0_pred.clamp(-1.0, 1.0)
+        if x0_bounds is not None:
+            x0_pred = torch.clamp(x0_pred, *x0_bounds)
         if callback is not None:
             callback(i, t, x, x0_pred)
         # 2. sigma_t(eta), eq. 16.
@@ -111,12 +117,14 @@ def sampler_timesteps(spec: SamplerSpec, num_timesteps: int) -> list[int]:
 
 
 def run_sampler(spec: SamplerSpec, eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise,
-                callback: Optional[StepCallback] = None) -> torch.Tensor:
-    """x_0 for the images of `noise` by the sampler `spec` names (unclamped, in model units)."""
+                callback: Optional[StepCallback] = None, x0_bounds: tuple = (-1.0, 1.0)) -> torch.Tensor:
+    """x_0 for the images of `noise` by the sampler `spec` names (unclamped, in model units). With
+    `spec.clip_x0`, x0_pred is clamped to `x0_bounds`: the data range [-1, 1] in model units."""
+    bounds = x0_bounds if spec.clip_x0 else None
     if spec.sampler == "ddpm":
-        return ddpm_sample(eps_fn, schedule, noise, callback=callback, clip_x0=spec.clip_x0)
+        return ddpm_sample(eps_fn, schedule, noise, callback=callback, x0_bounds=bounds)
     return ddim_sample(eps_fn, schedule, noise, sampler_timesteps(spec, schedule.num_timesteps), spec.eta,
-                       callback=callback, clip_x0=spec.clip_x0)
+                       callback=callback, x0_bounds=bounds)
 
 
 def describe_sampler(spec: SamplerSpec, num_timesteps: int) -> dict:

@@ -35,8 +35,34 @@ from .denoiser import make_eps_fn
 from .schedule import NoiseSchedule
 
 
-def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str) -> torch.Tensor:
-    return F.mse_loss(eps_pred, eps) if kind == "mse" else F.l1_loss(eps_pred, eps)
+def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str,
+                   weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean noise-prediction error; with `weight` (B,), each image's mean error is weighted first."""
+    if weight is None:
+        return F.mse_loss(eps_pred, eps) if kind == "mse" else F.l1_loss(eps_pred, eps)
+    err = (eps_pred - eps).square() if kind == "mse" else (eps_pred - eps).abs()
+    return (err.flatten(1).mean(1) * weight).mean()
+
+
+def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> Optional[torch.Tensor]:
+    """Min-SNR-gamma loss weight for eps-prediction (Hang et al. 2023, eq. 9): min(SNR_t, gamma) / SNR_t with
+    SNR_t = alpha_bar_t / (1 - alpha_bar_t). It down-weights the nearly noise-free timesteps, whose gradients
+    conflict with the rest; None when gamma is 0 (the plain L_simple of DDPM eq. 14)."""
+    if gamma == 0:
+        return None
+    ab = schedule.alpha_bar[t]
+    snr = ab / (1 - ab)
+    return snr.clamp(max=gamma) / snr
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Learning rate of optimizer step `step` (0-based): linear warm-up over `warmup_steps`, then constant or a
+    cosine decay reaching 0 after `total_steps` (Loshchilov & Hutter 2017, without restarts)."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "constant":
+        return cfg.lr * warm
+    progress = min(1.0, step / max(1, total_steps))
+    return cfg.lr * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def ema_decay_at(step: int, cfg: TrainConfig) -> float:
@@ -76,7 +102,8 @@ class TrainingDiverged(PipelineError):
 # data-order generator and the global RNG, the step, the epoch and the batch within it, the epoch's
 # permutation and partial sums, the logs and the best epoch so far. A resumed run ends with the same bytes
 # as an uninterrupted one. `fingerprint` says what the state was made from; only keys in CONTINUABLE may
-# differ (nothing in the loop depends on the total number of epochs, so raising it continues the run).
+# differ (with a constant learning rate nothing in the loop depends on the total number of epochs, so
+# raising it continues the run; a cosine schedule depends on it, so there `epochs` is part of the fingerprint).
 
 STATE_FILE = "state.pt"
 STATE_FORMAT = "diffpipe-train-state-v1"
@@ -85,7 +112,8 @@ CONTINUABLE = ("epochs", "checkpoint_every")
 
 def run_fingerprint(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig,
                     cfg: TrainConfig) -> dict:
-    train_keys = {k: v for k, v in to_dict(cfg).items() if k not in CONTINUABLE}
+    continuable = CONTINUABLE if cfg.lr_schedule == "constant" else tuple(k for k in CONTINUABLE if k != "epochs")
+    train_keys = {k: v for k, v in to_dict(cfg).items() if k not in continuable}
     return {"data_md5": hashlib.md5(np.ascontiguousarray(images).tobytes()).hexdigest(),
             "data_shape": list(images.shape), "diffusion": to_dict(diffusion), "model": to_dict(model_cfg),
             "train": train_keys}
@@ -151,7 +179,8 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     norm = ChannelNorm.measure(images) if cfg.normalize else ChannelNorm.identity(c)
     data = torch.from_numpy(images).to(device)  # uint8, resident on the device
     gen = torch.Generator(device).manual_seed(cfg.seed)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    per_epoch = n * cfg.repeats  # an epoch walks the set `repeats` times, each pass in its own order
+    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
     run = {"step": 0, "epoch": 0, "batch": 0, "perm": None, "epoch_sum": torch.zeros((), device=device),
            "window_sum": torch.zeros((), device=device), "window_n": 0, "step_losses": [], "epoch_losses": [],
            "best": None, "saved_step": None}
@@ -208,7 +237,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         run["epoch"] = epoch
         model.train()
         if run["batch"] == 0:
-            run["perm"] = torch.randperm(n, generator=gen, device=device)
+            run["perm"] = torch.cat([torch.randperm(n, generator=gen, device=device) for _ in range(cfg.repeats)])
             run["epoch_sum"] = torch.zeros((), device=device)
             run["window_sum"], run["window_n"] = torch.zeros((), device=device), 0
         perm = run["perm"]
@@ -219,7 +248,9 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             t = torch.randint(0, diffusion.num_timesteps, (len(idx),), generator=gen, device=device)
             eps = torch.randn(x0.shape, generator=gen, device=device)
             x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
-            loss = diffusion_loss(eps_fn(x_t, t), eps, cfg.loss)
+            loss = diffusion_loss(eps_fn(x_t, t), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
+            for group in optimizer.param_groups:  # a function of the step alone: resumes exactly
+                group["lr"] = lr_at(run["step"], cfg.epochs * steps_per_epoch, cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -259,7 +290,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} "
                   f"({epoch_images / epoch_seconds[-1][1]:.1f} img/s)")
         best = run["best"]
-        if best is None or epoch_loss < best["loss"]:
+        if cfg.keep == "best" and (best is None or epoch_loss < best["loss"]):
             # The MNIST DDPM source keeps the checkpoint with the lowest mean epoch loss.
             run["best"] = {"loss": epoch_loss, "checkpoint": make_checkpoint(
                 model, ema, optimizer, run["step"], epoch + 1, epoch_loss, gen, diffusion, model_cfg, cfg,
@@ -271,15 +302,21 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         save_state()
     bar.close()
     wall = time.perf_counter() - start
-    epoch_losses, best = run["epoch_losses"], run["best"]
-    summary = {"final_loss": epoch_losses[-1]["loss"], "best_loss": best["loss"]}
+    epoch_losses = run["epoch_losses"]
+    if cfg.keep == "last":  # the flowers DDIM source keeps the final weights
+        kept = make_checkpoint(model, ema, optimizer, run["step"], cfg.epochs, epoch_losses[-1]["loss"], gen,
+                               diffusion, model_cfg, cfg, images.shape[1:], norm)
+    else:
+        kept = run["best"]["checkpoint"]
+    summary = {"final_loss": epoch_losses[-1]["loss"], "best_loss": min(e["loss"] for e in epoch_losses)}
     if history is not None:
         history.summary({f"train/{k}": v for k, v in summary.items()})
     report = {
-        "best_epoch": best["checkpoint"]["epoch"],
+        "keep": cfg.keep,
+        "kept_epoch": kept["epoch"],
         "epochs": cfg.epochs,
         "steps": run["step"],
-        "images_seen": run["step"] * cfg.batch_size if n % cfg.batch_size == 0 else cfg.epochs * n,
+        "images_seen": cfg.epochs * per_epoch,
         "device": str(device),
         "precision": cfg.precision,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -291,4 +328,4 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         "epochs_timed": len(epoch_seconds),
         "device": str(device),
     }
-    return TrainResult(best["checkpoint"], run["step_losses"], epoch_losses, summary, report, cost)
+    return TrainResult(kept, run["step_losses"], epoch_losses, summary, report, cost)

@@ -49,6 +49,11 @@ class SelfAttention(nn.Module):
         self.norm = nn.GroupNorm(groups, channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
+        # As the source's nn.MultiheadAttention initialises itself: xavier-uniform over the stacked (3C, C)
+        # input projection, zero input and output biases (the output weight keeps nn.Linear's default).
+        nn.init.xavier_uniform_(self.qkv.weight)
+        nn.init.zeros_(self.qkv.bias)
+        nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
