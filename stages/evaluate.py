@@ -67,7 +67,6 @@ def main() -> None:
                              "features": "the Inception features above (not torch-fidelity's default VGG16)",
                              "neighborhood_k": scores.PRC_NEIGHBORHOOD, "generated": int(len(fake)),
                              "real": int(len(real))},
-        "device": device,
     })
     files.write_json(args.cost, {"feature_s_per_img": feature_seconds / len(samples), "device": device})
 
