@@ -1,13 +1,22 @@
-"""Speed benchmark: training img/s, sampling img/s, Inception feature img/s and peak memory.
+"""Speed benchmark of the pipeline's own code: training img/s, sampling img/s, noise draws, Inception
+features img/s, peak memory, and 1- vs 2-process scaling.
 
-For each network (the MNIST DDPM system's reduced and full U-Nets, the flowers DDIM system's 64 px network) it measures the project's fast path and,
-in the same run, a plain fp32 eager baseline (explicit softmax attention instead of SDPA, contiguous
-layout, for-loop Adam, a host sync every step, as the source notebook did), so every speed-up is a ratio
-of two numbers taken minutes apart on one machine. Needs only torch (+ torch-fidelity for the Inception
-numbers, skipped without it): no DVC, so it runs on a bare GPU machine.
+The "pipeline" column times what the stages run: `training.train()` (the train stage's loop, with its
+counter-based noise, EMA and logging) on random images, and `generate.generate()` (the sample stage's
+batched DDPM / DDIM with per-image Philox noise). For each network (the MNIST DDPM system's reduced and full
+U-Nets, the flowers DDIM system's 64 px network, System A's default) the same run measures a plain fp32
+eager baseline (explicit softmax attention instead of SDPA, contiguous layout, for-loop Adam, a host sync
+every step, as the source notebook did), so every speed-up is a ratio of two numbers taken minutes apart
+on one machine. The noise rows compare one Philox draw for 10,000 images with the generator-per-image
+scheme it replaced (one `torch.Generator` and one kernel per image). `--processes 1 2` times `train()` under
+`torchrun --standalone --nproc_per_node=k` (DDP; gloo on CPU, NCCL on GPU) at the same global batch.
+Needs only torch (+ torch-fidelity for the Inception numbers, skipped without it): no DVC, so it runs on a
+bare GPU machine.
 
-    python benchmarks/bench.py                 # everything that fits the device
-    python benchmarks/bench.py --quick         # fewer timed steps (CPU smoke run)
+    python benchmarks/bench.py                           # everything that fits the device
+    python benchmarks/bench.py --networks A-default --processes 1 2
+    python benchmarks/bench.py --compile                 # torch.compile training and sampling (GPU:
+                                                         # mode reduce-overhead, i.e. CUDA graphs)
 Writes benchmarks/results/<device>-<date>.json and .md, and appends the table to benchmarks/RESULTS.md.
 """
 from __future__ import annotations
@@ -15,24 +24,29 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from diffpipe.core.config import from_dict  # noqa: E402
-from diffpipe.core.params import DiffusionConfig, ModelConfig  # noqa: E402
+from diffpipe.core import distributed  # noqa: E402
+from diffpipe.core.config import from_dict, read_yaml  # noqa: E402
+from diffpipe.core.params import DiffusionConfig, ModelConfig, SamplerSpec, TrainConfig  # noqa: E402
 from diffpipe.diffusion.denoiser import make_eps_fn  # noqa: E402
+from diffpipe.diffusion.generate import generate  # noqa: E402
 from diffpipe.diffusion.noise import ImageNoise  # noqa: E402
 from diffpipe.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample  # noqa: E402
 from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
-from diffpipe.diffusion.training import diffusion_loss, ema_update  # noqa: E402
+from diffpipe.diffusion.training import diffusion_loss, ema_update, train  # noqa: E402
 from diffpipe.nets.builder import build_model  # noqa: E402
 from diffpipe.nets.unet import SelfAttention  # noqa: E402
 
@@ -57,12 +71,23 @@ def diffusion_config(num_timesteps: int) -> DiffusionConfig:
                                            min_signal_rate=0.02), "diffusion")
 
 
+ROOT_PARAMS = read_yaml(ROOT / "params.yaml")
+
 NETWORKS = {
     # name: (model config, (C, H, W))
     "A-reduced": (model_config("unet", REDUCED), (1, 28, 28)),
     "A-full": (model_config("unet", FULL), (1, 28, 28)),
     "B-64px": (model_config("resunet", REDUCED), (3, 64, 64)),
+    "A-default": (from_dict(ModelConfig, ROOT_PARAMS["model"], "model"), (1, 28, 28)),  # params.yaml's
 }
+
+
+def pipeline_train_config(device, batch: int, fast_precision: bool, compile_: bool, processes: int = 1) -> TrainConfig:
+    """params.yaml's train section, sized for timing: no grids, no state, the final weights kept."""
+    cfg = dict(ROOT_PARAMS["train"], epochs=2, batch_size=batch, device=device.type, keep="last", grid_images=0,
+               checkpoint_every=0, log_every=10_000, channels_last=True, compile=compile_, processes=processes,
+               precision="bf16" if fast_precision else "fp32", lr_schedule="constant", warmup_steps=0)
+    return from_dict(TrainConfig, cfg, "train")
 
 
 def sync(device):
@@ -95,8 +120,24 @@ def set_mode(fast: bool):
     SelfAttention.use_sdpa = fast
 
 
+def pipeline_train_speed(name, device, batch, steps, compile_, processes: int = 1):
+    """`train()` itself for two epochs of batch × steps random images; the second epoch is timed (the first
+    warms up kernels and the allocator). Under torchrun every rank calls this; rank 0's numbers count."""
+    cfg, shape = NETWORKS[name]
+    set_mode(True)
+    images = np.random.default_rng(0).integers(0, 256, (batch * steps, *shape), dtype=np.uint8)
+    tcfg = pipeline_train_config(device, batch, bf16_ok(device), compile_, processes)
+    reset_peak(device)
+    result = train(images, diffusion_config(1000), cfg, tcfg, progress=False, log=lambda _: None)
+    return {"img_per_s": result.cost["epoch_img_per_s"][-1], "peak_mem_mb": peak_memory_mb(device), "batch": batch,
+            "timed_steps": steps, "bf16": tcfg.precision == "bf16", "channels_last": True, "compiled": compile_,
+            "processes": result.cost["processes"], "code": "diffpipe.diffusion.training.train"}
+
+
 def train_speed(name, fast, device, batch, steps, warmup, compile_):
-    """Optimizer steps per second × batch, after `warmup` untimed steps."""
+    """Baseline: the source's plain loop, optimizer steps per second × batch after `warmup` untimed steps."""
+    if fast:
+        return pipeline_train_speed(name, device, batch, steps, compile_)
     cfg, shape = NETWORKS[name]
     set_mode(fast)
     torch.manual_seed(0)
@@ -141,18 +182,108 @@ def train_speed(name, fast, device, batch, steps, warmup, compile_):
             "timed_steps": steps, "bf16": bf16, "channels_last": channels_last, "compiled": bool(fast and compile_)}
 
 
-def sample_speed(name, fast, device, sampler, batch, timed_steps):
-    """Sampler img/s for the full DDPM-1000 / DDIM-50 run, from `timed_steps` timed network steps
-    (the steps are identical in cost, so the full run's time is steps × the measured step time)."""
+def pipeline_sample_speed(name, device, sampler, batch, timed_steps, compile_):
+    """`generate()` itself (the sample stage's code: per-image Philox noise, uint8 output) for the full
+    DDPM-1000 / DDIM-50 run, from a run of `timed_steps` steps (every step costs the same: DDPM on a
+    `timed_steps`-step schedule, DDIM with S = timed_steps), after an untimed warm-up run."""
     cfg, shape = NETWORKS[name]
-    set_mode(fast)
+    set_mode(True)
     torch.manual_seed(0)
     model = build_model(cfg, shape[0], shape[1]).to(device).eval().requires_grad_(False)
+    model = model.to(memory_format=torch.channels_last)
+    if compile_:
+        model = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default")
+    total_steps = 1000 if sampler == "ddpm" else 50
+    run_steps = min(total_steps, timed_steps)
+    T = run_steps if sampler == "ddpm" else 1000
+    schedule = NoiseSchedule.from_config(diffusion_config(T)).to(device)
+    spec = SamplerSpec(sampler=sampler, steps=run_steps, eta=1.0, clip_x0=False)
+    dtype = torch.bfloat16 if bf16_ok(device) else None
+    warm = min(batch, 2000)
+    generate(model, schedule, shape, spec, warm, 0, warm, dtype, progress=False)  # warm-up (and compile)
+    sync(device)
+    reset_peak(device)
+    start = time.perf_counter()
+    generate(model, schedule, shape, spec, batch, 0, batch, dtype, progress=False)
+    sync(device)
+    seconds = (time.perf_counter() - start) * total_steps / run_steps
+    return {"img_per_s": batch / seconds, "seconds_full_run": seconds, "batch": batch, "steps": total_steps,
+            "timed_steps": run_steps, "peak_mem_mb": peak_memory_mb(device), "compiled": compile_,
+            "code": "diffpipe.diffusion.generate.generate"}
+
+
+class GeneratorPerImageNoise:
+    """The scheme the Philox streams replaced (kept here only to measure against): one torch.Generator per
+    image, one randn call (one kernel launch on a GPU) per image per step."""
+
+    def __init__(self, seeds, image_shape, device):
+        self.shape, self.device = tuple(image_shape), device
+        self.generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]
+
+    def randn(self):
+        return torch.stack([torch.randn(self.shape, generator=g, device=self.device) for g in self.generators])
+
+
+def noise_speed(device, n: int = 10_000, shape=(1, 28, 28), repeats: int = 5):
+    """One sampling step's noise draw for n images: Philox (ImageNoise) against a generator per image. Median
+    of `repeats` draws after one warm-up; `ops` counts the operators one draw dispatches (each a kernel on a
+    GPU), by torch.profiler."""
+    out = {}
+    for name, cls in (("philox", ImageNoise), ("generator_per_image", GeneratorPerImageNoise)):
+        noise = cls(range(n), shape, device)
+        noise.randn()
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            noise.randn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+        with torch.profiler.profile() as prof:
+            noise.randn()
+        ops = sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+        out[name] = {"ms_per_draw": 1e3 * float(np.median(times)), "aten_ops_per_draw": int(ops), "images": n}
+    return out
+
+
+def process_scaling(name, device, batch, steps, processes, compile_):
+    """train() img/s under `torchrun --standalone --nproc_per_node=k` for each k, same global batch."""
+    rows = {}
+    for k in processes:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={k}", __file__,
+               "--worker-train", name, "--batch", str(batch), "--steps", str(steps)] + (["--compile"] if compile_ else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            rows[k] = {"skipped": f"torchrun exited {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+        else:
+            rows[k] = json.loads(lines[-1])
+        print(json.dumps({f"{name} train, {k} processes": rows[k].get("img_per_s")}), flush=True)
+    return rows
+
+
+def worker_train(args) -> None:
+    """Entry point of one torchrun process for `process_scaling`: rank 0 prints the result as JSON."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    world = distributed.world_from_env()
+    result = pipeline_train_speed(args.worker_train, device, args.batch, args.steps, args.compile, world.size)
+    if world.main:
+        print(json.dumps(result), flush=True)
+    distributed.close(world)
+
+
+def sample_speed(name, fast, device, sampler, batch, timed_steps, compile_=False):
+    """Baseline: the source's sampler loop with explicit attention; img/s for the full DDPM-1000 / DDIM-50
+    run, from `timed_steps` timed network steps (the full run's time is steps × the measured step time)."""
     if fast:
-        model = model.to(memory_format=torch.channels_last)
+        return pipeline_sample_speed(name, device, sampler, batch, timed_steps, compile_)
+    cfg, shape = NETWORKS[name]
+    set_mode(False)
+    torch.manual_seed(0)
+    model = build_model(cfg, shape[0], shape[1]).to(device).eval().requires_grad_(False)
     T = 1000
     schedule = NoiseSchedule.from_config(diffusion_config(T)).to(device)
-    eps_fn = make_eps_fn(model, schedule, torch.bfloat16 if (fast and bf16_ok(device)) else None)
+    eps_fn = make_eps_fn(model, schedule)
     total_steps = T if sampler == "ddpm" else 50
     run_steps = min(total_steps, timed_steps)
     if sampler == "ddpm":
@@ -196,8 +327,9 @@ def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [f"### {meta['device_name']} — {meta['date']}",
              "", f"torch {meta['torch']}, Python {meta['python']}, threads {meta['threads']}; "
-             f"{'quick run' if meta['quick'] else 'full run'}.", "",
-             "| network | measurement | baseline (fp32 eager) | fast path | speed-up | fast peak MB |",
+             f"{'quick run' if meta['quick'] else 'full run'}; pipeline = the stages' own `train()` / "
+             f"`generate()`{', torch.compile' if meta.get('compile') else ''}.", "",
+             "| network | measurement | baseline (fp32 eager) | pipeline | speed-up | pipeline peak MB |",
              "|---|---|---|---|---|---|"]
     for net, rows in results["networks"].items():
         for key, pair in rows.items():
@@ -208,6 +340,23 @@ def markdown(results: dict) -> str:
             lines.append(f"| {net} | {key} img/s | {b:.3g} | {fast['img_per_s']:.3g} | "
                          f"{fast['img_per_s'] / b:.2f}× | {fast.get('peak_mem_mb', 0):.0f} |" if b else
                          f"| {net} | {key} img/s | – | {fast['img_per_s']:.3g} | – | {fast.get('peak_mem_mb', 0):.0f} |")
+    noise = results.get("noise")
+    if noise:
+        ph, gen = noise["philox"], noise["generator_per_image"]
+        lines.append(f"| noise, {ph['images']:,} images | one sampling step's draw, ms (operators dispatched) | "
+                     f"{gen['ms_per_draw']:.1f} ({gen['aten_ops_per_draw']:,}) generator per image | "
+                     f"{ph['ms_per_draw']:.1f} ({ph['aten_ops_per_draw']:,}) Philox | "
+                     f"{gen['ms_per_draw'] / ph['ms_per_draw']:.2f}× time, "
+                     f"{gen['aten_ops_per_draw'] / ph['aten_ops_per_draw']:.0f}× fewer operators | – |")
+    for name, rows in (results.get("processes") or {}).items():
+        one = rows.get("1", rows.get(1, {})).get("img_per_s")
+        for k, row in rows.items():
+            if "img_per_s" in row:
+                ratio = f"{row['img_per_s'] / one:.2f}× vs 1" if one else "–"
+                lines.append(f"| {name} | train img/s, torchrun {k} process(es), global batch {row['batch']} | – | "
+                             f"{row['img_per_s']:.3g} | {ratio} | {row.get('peak_mem_mb', 0):.0f} |")
+            else:
+                lines.append(f"| {name} | train, {k} processes | skipped: {row['skipped']} | | | |")
     inc = results.get("inception", {})
     if "img_per_s" in inc:
         lines.append(f"| Inception-v3 | features img/s (batch {inc['batch']}) | – | {inc['img_per_s']:.3g} | – | – |")
@@ -223,7 +372,16 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the fast path (GPU)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--render", metavar="JSON", help="only print the markdown table of a saved results file")
+    ap.add_argument("--processes", nargs="*", type=int, default=[],
+                    help="also time train() under torchrun with these process counts (e.g. 1 2)")
+    ap.add_argument("--noise-images", type=int, default=10_000, help="images in the noise-draw comparison")
+    ap.add_argument("--worker-train", metavar="NETWORK", help=argparse.SUPPRESS)  # one torchrun process
+    ap.add_argument("--batch", type=int, default=128, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker_train:
+        worker_train(args)
+        return
     if args.render:
         print(markdown(json.loads(Path(args.render).read_text())), end="")
         return
@@ -236,7 +394,8 @@ def main() -> None:
     results = {"meta": {
         "device_name": torch.cuda.get_device_name() if not cpu else f"CPU ({platform.processor() or platform.machine()})",
         "device": device.type, "torch": torch.__version__, "python": platform.python_version(),
-        "threads": torch.get_num_threads(), "date": dt.date.today().isoformat(), "quick": args.quick},
+        "threads": torch.get_num_threads(), "date": dt.date.today().isoformat(), "quick": args.quick,
+        "compile": args.compile, "cpu_count": os.cpu_count()},
         "networks": {}}
     for net in args.networks or list(NETWORKS):
         rows = {}
@@ -245,11 +404,18 @@ def main() -> None:
                          for mode in ("baseline", "fast")}
         for sampler in ("ddim50", "ddpm1000"):
             sb = sample_batch if net != "B-64px" else min(sample_batch, 1000)
-            rows[f"sample {sampler}"] = {mode: sample_speed(net, mode == "fast", device, sampler[:4], sb, sample_steps)
+            rows[f"sample {sampler}"] = {mode: sample_speed(net, mode == "fast", device, sampler[:4], sb, sample_steps,
+                                                            args.compile)
                                          for mode in ("baseline", "fast")}
         results["networks"][net] = rows
         print(json.dumps({net: {k: {m: round(v[m].get("img_per_s", 0), 2) for m in v} for k, v in rows.items()}}),
               flush=True)
+    results["noise"] = noise_speed(device, args.noise_images)
+    print(json.dumps({"noise": results["noise"]}), flush=True)
+    if args.processes:
+        net = (args.networks or ["A-default"])[0]
+        results["processes"] = {net: process_scaling(net, device, train_batch if net != "B-64px" else 64,
+                                                     max(train_steps, 4), args.processes, args.compile)}
     results["inception"] = inception_speed(device, 50 if cpu else 500, 100 if cpu else 10000)
     set_mode(True)
     out = Path(args.out)

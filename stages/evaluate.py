@@ -13,11 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 # This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
 # runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from diffpipe.core import files  # noqa: E402
+from diffpipe.core import distributed, files  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402
 from diffpipe.core.params import load_params  # noqa: E402
 from diffpipe.core.tracking import open_live  # noqa: E402
@@ -45,10 +47,13 @@ def main() -> None:
     samples = files.read_image_array(args.samples)
     real = features.read_features(args.reference_features, rows=cfg.num_real)
     train_real = features.read_features(args.train_features, rows=cfg.num_real)
-    device = features.resolve_device(cfg.device)
+    world, torch_device = distributed.init(torch.device(features.resolve_device(cfg.device)))
+    device = str(torch_device)
     start = time.perf_counter()
-    fake = features.extract_features(samples, args.weights, device, cfg.batch_size, progress=True)
+    fake = features.extract_features(samples, args.weights, device, cfg.batch_size, progress=True, world=world)
     feature_seconds = time.perf_counter() - start
+    if not world.main:
+        return
     kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
     kid_floor, _ = scores.kid_from_features(real, train_real, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
     precision, recall = scores.precision_recall(real, fake)
@@ -60,7 +65,7 @@ def main() -> None:
     live.end()
     files.write_json(args.report, {
         "num_real": int(len(real)), "num_generated": int(len(fake)), "extractor": EXTRACTOR,
-        "kid_subset_size": cfg.kid_subset_size, "kid_subsets": cfg.kid_subsets, "device": device,
+        "kid_subset_size": cfg.kid_subset_size, "kid_subsets": cfg.kid_subsets, "device": torch_device.type,
         "floor": f"the first {len(train_real)} training images against the {len(real)} reference images, "
                  "same extractor and KID subsets",
         "precision_recall": {"implementation": "torch-fidelity prc_features_to_metric (Kynkaanniemi et al. 2019)",
@@ -68,7 +73,8 @@ def main() -> None:
                              "neighborhood_k": scores.PRC_NEIGHBORHOOD, "generated": int(len(fake)),
                              "real": int(len(real))},
     })
-    files.write_json(args.cost, {"feature_s_per_img": feature_seconds / len(samples), "device": device})
+    files.write_json(args.cost, {"feature_s_per_img": feature_seconds / len(samples), "device": torch_device.type,
+                                 "processes": world.size})
 
 
 if __name__ == "__main__":

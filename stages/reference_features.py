@@ -9,10 +9,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 # This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
 # runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from diffpipe.core import distributed  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402
 from diffpipe.core.errors import PipelineError  # noqa: E402
 from diffpipe.core.files import read_image_array, write_npy  # noqa: E402
@@ -37,11 +40,13 @@ def main() -> None:
         if len(images) < cfg.num_real:
             raise PipelineError(f"{path} has {len(images)} images, fewer than evaluate.num_real = {cfg.num_real}")
         sets[path] = images[: cfg.num_real]
-    device = features.resolve_device(cfg.device)
+    world, device = distributed.init(torch.device(features.resolve_device(cfg.device)))
     for path, out in ((args.images, args.out), (args.train_images, args.out_train)):
-        real = features.extract_features(sets[path], args.weights, device, cfg.batch_size, progress=True)
-        write_npy(out, real)
-        print(f"wrote {out} {real.shape}")
+        real = features.extract_features(sets[path], args.weights, str(device), cfg.batch_size, progress=True,
+                                         world=world)
+        if world.main:
+            write_npy(out, real)
+            print(f"wrote {out} {real.shape}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 # runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from diffpipe.core import files  # noqa: E402
+from diffpipe.core import distributed, files  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402
 from diffpipe.core.devices import autocast_dtype, resolve_device  # noqa: E402
 from diffpipe.core.params import load_params  # noqa: E402
@@ -44,12 +44,15 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = load_params(args.params).sample
-    device = resolve_device(cfg.device, "sample.device")
+    world, device = distributed.init(resolve_device(cfg.device, "sample.device"))
     loaded = load_model(args.checkpoint, device)
     cfg.check_timesteps(loaded.diffusion.num_timesteps, "sample")
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
     images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg, cfg.num_images,
-                                     cfg.first_seed, cfg.batch_size, autocast_dtype(cfg.precision), norm=loaded.norm)
+                                     cfg.first_seed, cfg.batch_size, autocast_dtype(cfg.precision), norm=loaded.norm,
+                                     world=world)
+    if not world.main:  # rank 0 draws the pictures and writes every output
+        return
     seeds = range(cfg.first_seed, cfg.first_seed + cfg.process_seeds)
     frames, x0s, ts = record_process(loaded.model, schedule, loaded.image_shape, seeds, cfg, cfg.process_frames,
                                      loaded.norm)
@@ -65,7 +68,8 @@ def main() -> None:
         "pixel_mean": float(np.mean(images) / 255.0),
         "strip_timesteps": strip_t,
     })
-    files.write_json(args.cost, {"seconds": seconds, "s_per_img": seconds / cfg.num_images, "device": str(device)})
+    files.write_json(args.cost, {"seconds": seconds, "s_per_img": seconds / cfg.num_images, "device": device.type,
+                                 "processes": world.size})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 # runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from diffpipe.core import files  # noqa: E402
+from diffpipe.core import distributed, files  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402
 from diffpipe.core.params import load_params  # noqa: E402
 from diffpipe.core.tracking import TrainingLog  # noqa: E402
@@ -46,7 +46,8 @@ def main() -> None:
     images = files.read_image_array(args.data)
     params.model.check_image(images.shape[1], images.shape[2])
     preview = cfg.preview_sampler()
-    history = TrainingLog(args.live)
+    main_rank = distributed.world_from_env().main  # under torchrun, rank 0 alone logs and writes
+    history = TrainingLog(args.live) if main_rank else None
 
     def write_grid(epoch, ema_model, schedule, norm):
         if cfg.grid_images == 0:
@@ -57,6 +58,8 @@ def main() -> None:
 
     result = train(images, params.diffusion, params.model, cfg, state_dir=Path(args.state), on_epoch_end=write_grid,
                    history=history)
+    if not main_rank:
+        return
     save_checkpoint(args.checkpoint, result.checkpoint)
     plot_loss(result.step_losses, result.epoch_losses, args.loss_plot)
     files.write_json(args.report, result.report)

@@ -176,6 +176,38 @@ def test_queued_experiments_run_the_code_of_their_snapshot(repo):
     assert "Sampler sweep (changed code):" in table["ci-head"]
 
 
+def test_two_processes_under_torchrun_match_one(repo):
+    """`dvc exp run -S …processes=2`: sampling and Inception features in 2 CPU processes give the bytes of 1
+    process from the same checkpoint; DDP training in 2 processes follows the 1-process loss curve."""
+    import hashlib
+
+    dest, env = repo
+    run(["dvc", "repro"], dest, env)  # the applied experiment's outputs, restored from the cache
+    md5 = lambda p: hashlib.md5((dest / p).read_bytes()).hexdigest()  # noqa: E731
+    outputs = ("samples/samples.npy", "samples/samples.csv", "data/features/reference.npy",
+               "data/features/train_real.npy", "dvclive/evaluate/metrics.json")
+    one = {p: md5(p) for p in outputs}
+    loss_tsv = dest / "dvclive" / "train" / "plots" / "metrics" / "train" / "loss.tsv"
+    one_losses = loss_tsv.read_text().splitlines()
+
+    run(["dvc", "exp", "run", "-S", "sample.processes=2", "-S", "evaluate.processes=2"], dest, env)
+    assert {p: md5(p) for p in outputs} == one
+    assert json.loads((dest / "costs" / "sample.json").read_text())["processes"] == 2
+    assert json.loads((dest / "costs" / "evaluate.json").read_text())["processes"] == 2
+
+    shutil.rmtree(dest / "models" / "train_state")  # else the finished 1-process state is simply continued
+    out = run(["dvc", "exp", "run", "-S", "train.processes=2", "-S", "sample.processes=1",
+               "-S", "evaluate.processes=1"], dest, env)
+    assert "starting fresh" in out
+    assert json.loads((dest / "reports" / "train.json").read_text())["processes"] == 2
+    two_losses = loss_tsv.read_text().splitlines()
+    assert len(two_losses) == len(one_losses) > 2
+    for a, b in zip(one_losses[1:], two_losses[1:]):
+        (step_a, loss_a), (step_b, loss_b) = a.split("\t")[:2], b.split("\t")[:2]
+        assert step_a == step_b and float(loss_b) == pytest.approx(float(loss_a), rel=1e-4), (a, b)
+    run(["dvc", "exp", "apply", "ci-head"], dest, env)
+
+
 def test_training_killed_with_sigkill_resumes_to_the_same_checkpoint(repo):
     """A real `kill -9` of `dvc repro` mid-training; the re-run resumes from the saved state and ends with the
     same checkpoint bytes as an uninterrupted run."""

@@ -236,9 +236,13 @@ class TrainConfig:
     grid_images: int  # per-epoch preview grid: images (0 = none)
     grid_steps: int  # per-epoch preview grid: DDIM steps (eta 0)
     checkpoint_every: int  # save the resumable state every N steps (and at each epoch end); 0 = epoch ends only
+    processes: int  # torchrun processes (DistributedDataParallel); each step's batch is split between them
 
     def check(self, key: str) -> None:
         require(self.epochs >= 1, f"{key}.epochs", f"must be >= 1, got {self.epochs}")
+        require(self.processes >= 1, f"{key}.processes", f"must be >= 1, got {self.processes}")
+        require(self.batch_size >= self.processes, f"{key}.batch_size",
+                f"({self.batch_size}) must be at least {key}.processes ({self.processes}): each process needs images")
         require(self.repeats >= 1, f"{key}.repeats", f"must be >= 1, got {self.repeats}")
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
@@ -293,10 +297,11 @@ class SampleConfig(SamplerSpec):
     process_seeds: int  # reverse-process pictures for seeds first_seed … first_seed + process_seeds - 1
     process_frames: int  # GIF frames (evenly spaced steps)
     strip_columns: int  # x0-prediction columns in the strip
+    processes: int  # torchrun processes: images are split between them by index and gathered
 
     def check(self, key: str) -> None:
         super().check(key)
-        for name, low in (("num_images", 1), ("batch_size", 1), ("first_seed", 0), ("grid_images", 1),
+        for name, low in (("num_images", 1), ("batch_size", 1), ("first_seed", 0), ("grid_images", 1), ("processes", 1),
                           ("process_seeds", 1), ("process_frames", 2), ("strip_columns", 2)):
             require(getattr(self, name) >= low, f"{key}.{name}", f"must be >= {low}, got {getattr(self, name)}")
 
@@ -311,8 +316,10 @@ class EvalConfig:
     kid_subsets: int
     device: Device
     seed: int  # KID subset sampling
+    processes: int  # torchrun processes for the Inception features (evaluate and reference_features)
 
     def check(self, key: str) -> None:
+        require(self.processes >= 1, f"{key}.processes", f"must be >= 1, got {self.processes}")
         require(self.num_real >= 2, f"{key}.num_real",
                 f"must be at least 2 (a covariance needs two samples), got {self.num_real}")
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be at least 1, got {self.batch_size}")

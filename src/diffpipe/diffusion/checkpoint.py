@@ -27,7 +27,7 @@ def cpu_state(module: nn.Module) -> dict:
 
 
 def make_checkpoint(model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, step: int, epoch: int,
-                    loss: float, gen: torch.Generator, diffusion: DiffusionConfig, model_cfg: ModelConfig,
+                    loss: float, diffusion: DiffusionConfig, model_cfg: ModelConfig,
                     train_cfg: TrainConfig, image_shape: tuple[int, int, int], norm: ChannelNorm) -> dict:
     """The checkpoint dict (the keys' order is part of the format: the file's bytes and md5 depend on it)."""
     return {
@@ -38,7 +38,7 @@ def make_checkpoint(model: nn.Module, ema: nn.Module, optimizer: torch.optim.Opt
         "step": step,
         "epoch": epoch,
         "loss": loss,
-        "rng": {"torch": torch.get_rng_state(), "generator": gen.get_state().cpu()},
+        "rng": {"torch": torch.get_rng_state()},  # the training noise is counter-based (noise.py): no generator
         "config": {"diffusion": to_dict(diffusion), "model": to_dict(model_cfg), "train": to_dict(train_cfg)},
         "image_shape": list(image_shape),  # (C, H, W)
         "data_norm": norm.to_dict(),

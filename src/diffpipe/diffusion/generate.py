@@ -1,6 +1,8 @@
 """Batched generation with per-image seeds, and the recorded reverse process for the pictures.
 
-Image i uses seed first_seed + i, so it does not depend on the batching. Both functions go through
+Image i uses seed first_seed + i, so it does not depend on the batching, nor on the process that makes it:
+under torchrun each process makes a contiguous run of whole batches and the images are gathered in index
+order (core/distributed.py). Both functions go through
 `samplers.run_sampler` with one `SamplerSpec`, and map model units back to uint8 the same way.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ import time
 import numpy as np
 import torch
 
+from ..core import distributed
 from ..core.errors import PipelineError
 from ..core.params import SamplerSpec
 from ..core.progress import progress_bar
@@ -24,25 +27,28 @@ from .schedule import NoiseSchedule
 def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
              spec: SamplerSpec, num_images: int, first_seed: int, batch_size: int,
              autocast_dtype: torch.dtype | None = None, progress: bool = True,
-             norm: ChannelNorm | None = None) -> np.ndarray:
-    """N images as uint8 (N, C, H, W); image i depends only on seed first_seed + i, not on the batching."""
+             norm: ChannelNorm | None = None, world: distributed.World = distributed.SINGLE) -> np.ndarray:
+    """N images as uint8 (N, C, H, W); image i depends only on seed first_seed + i, not on the batching.
+
+    With a distributed `world`, this rank makes its shard of whole batches and every rank returns all N."""
     device = next(model.parameters()).device
     eps_fn = make_eps_fn(model, schedule, autocast_dtype)
     norm = norm or ChannelNorm.identity(image_shape[0])
-    out = np.empty((num_images, *image_shape), dtype=np.uint8)
+    mine = distributed.shard(num_images, world, batch_size)
+    out = np.empty((len(mine), *image_shape), dtype=np.uint8)
     steps = len(sampler_timesteps(spec, schedule.num_timesteps))
-    bar = progress_bar(desc=f"{spec.sampler} sampling, {num_images} images", total=num_images * steps, unit="img-step",
-                       enabled=progress)
-    for start in range(0, num_images, batch_size):
-        seeds = range(first_seed + start, first_seed + min(start + batch_size, num_images))
+    bar = progress_bar(desc=f"{spec.sampler} sampling, {num_images} images", total=len(mine) * steps,
+                       unit="img-step", enabled=progress and world.main)
+    for start in range(mine.start, mine.stop, batch_size):
+        seeds = range(first_seed + start, first_seed + min(start + batch_size, mine.stop))
         x0 = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device),
                          callback=lambda *_, n=len(seeds): bar.update(n), x0_bounds=norm.data_bounds(device))
         if not torch.isfinite(x0).all():
             raise PipelineError(f"sampling produced non-finite values for images {start}..{start + len(seeds) - 1} "
                                 "(the network's output is not finite)")
-        out[start:start + len(seeds)] = to_uint8(norm.invert(x0)).cpu().numpy()
+        out[start - mine.start:start - mine.start + len(seeds)] = to_uint8(norm.invert(x0)).cpu().numpy()
     bar.close()
-    return out
+    return distributed.gather_rows(out, world)
 
 
 def timed_generate(*args, **kwargs) -> tuple[np.ndarray, float]:

@@ -4,6 +4,14 @@ Speed habits: the whole uint8 dataset lives on the device and batches are indexe
 per-item Python loader); foreach Adam and a foreach EMA lerp; optional channels-last, bf16 autocast (the
 schedule math stays in fp32, outside autocast) and torch.compile; the step loop never syncs with the host
 except every `log_every` steps, when the accumulated loss is read.
+
+Randomness is counter-based (noise.py): the order of each pass over the set, and each image's t and eps, are
+functions of (train.seed, the image's global position in the run). Under torchrun with k processes
+(`train.processes`), each step's global batch of B images is split into k contiguous shards, the network is
+wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA), and each rank's loss is its images' share
+of the global batch mean, so the averaged gradient is the single-process one: k × B/k follows the trajectory
+of 1 × B to float round-off. The EMA is updated from identical weights on every rank; rank 0 alone writes
+the resumable state, the checkpoint, the grids and the DVCLive history.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core import distributed
 from ..core.config import to_dict
 from ..core.devices import autocast_dtype, resolve_device
 from ..core.errors import PipelineError
@@ -31,6 +40,7 @@ from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_model_range
 from ..nets.builder import build_model
 from .checkpoint import cpu_state, make_checkpoint, save_checkpoint
+from . import noise
 from .denoiser import make_eps_fn
 from .schedule import NoiseSchedule
 
@@ -40,8 +50,30 @@ def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str,
     """Mean noise-prediction error; with `weight` (B,), each image's mean error is weighted first."""
     if weight is None:
         return F.mse_loss(eps_pred, eps) if kind == "mse" else F.l1_loss(eps_pred, eps)
+    return image_losses(eps_pred, eps, kind, weight).mean()
+
+
+def image_losses(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str,
+                 weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B,) each image's mean noise-prediction error, times its weight if given."""
     err = (eps_pred - eps).square() if kind == "mse" else (eps_pred - eps).abs()
-    return (err.flatten(1).mean(1) * weight).mean()
+    per_image = err.flatten(1).mean(1)
+    return per_image if weight is None else per_image * weight
+
+
+def step_noise(seed: int, positions: torch.Tensor, num_timesteps: int, image_shape: tuple[int, ...]):
+    """(t, eps) of the images at global `positions` (int64 (B,)) of a run: a function of (seed, position) alone,
+    so any split of a batch between processes or batches draws the same numbers."""
+    key = torch.full_like(positions, seed)
+    lo, hi = positions & 0xFFFFFFFF, positions >> 32
+    t = noise.randint(key, lo, hi, noise.TIMESTEP, num_timesteps)
+    eps = noise.normal(key, lo, hi, noise.EPS, math.prod(image_shape)).view(len(positions), *image_shape)
+    return t, eps
+
+
+def epoch_order(seed: int, epoch: int, n: int, repeats: int, device: torch.device) -> torch.Tensor:
+    """The image indices an epoch visits: `repeats` passes over range(n), each in its own seeded order."""
+    return torch.cat([noise.permutation(seed, epoch * repeats + r, n, device=device) for r in range(repeats)])
 
 
 def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> Optional[torch.Tensor]:
@@ -98,16 +130,17 @@ class TrainingDiverged(PipelineError):
 
 
 # ---- the resumable state -------------------------------------------------------------------------------
-# Everything the loop needs to continue exactly where it stopped: weights, EMA, optimizer, the noise /
-# data-order generator and the global RNG, the step, the epoch and the batch within it, the epoch's
-# permutation and partial sums, the logs and the best epoch so far. A resumed run ends with the same bytes
-# as an uninterrupted one. `fingerprint` says what the state was made from; only keys in CONTINUABLE may
-# differ (with a constant learning rate nothing in the loop depends on the total number of epochs, so
-# raising it continues the run; a cosine schedule depends on it, so there `epochs` is part of the fingerprint).
+# Everything the loop needs to continue exactly where it stopped: weights, EMA, optimizer, the global RNG,
+# the step, the epoch and the batch within it, the epoch's partial sums, the logs and the best epoch so far
+# (the data order and the noise are functions of the position in the run, so they need no state). A resumed
+# run ends with the same bytes as an uninterrupted one. `fingerprint` says what the state was made from; only
+# keys in CONTINUABLE may differ (with a constant learning rate nothing in the loop depends on the total
+# number of epochs, so raising it continues the run; a cosine schedule depends on it, so there `epochs` is part
+# of the fingerprint; the process count never changes the trajectory).
 
 STATE_FILE = "state.pt"
-STATE_FORMAT = "diffpipe-train-state-v1"
-CONTINUABLE = ("epochs", "checkpoint_every")
+STATE_FORMAT = "diffpipe-train-state-v2"
+CONTINUABLE = ("epochs", "checkpoint_every", "processes")
 
 
 def run_fingerprint(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig,
@@ -163,9 +196,13 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
 
     With `state_dir`, the complete state is saved there atomically every `train.checkpoint_every` steps and
     at each epoch end, and a run made from the same data and settings is resumed from it.
+
+    Under torchrun (WORLD_SIZE > 1) every process calls this with the same arguments; rank 0 alone saves,
+    logs and calls `on_epoch_end`, and the other ranks' result has no checkpoint (None).
     """
     n, c, h, w = images.shape
-    device = resolve_device(cfg.device, "train.device")
+    world, device = distributed.init(resolve_device(cfg.device, "train.device"))
+    main = world.main
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, c, h).to(device)  # raises ConfigError before any training
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -173,39 +210,47 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     model = model.to(memory_format=memory_format)
     schedule = NoiseSchedule.from_config(diffusion).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-    forward = torch.compile(model) if cfg.compile else model
+    forward = model
+    if world.distributed:
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg.compile:
+        forward = torch.compile(forward)
     eps_fn = make_eps_fn(forward, schedule, autocast_dtype(cfg.precision))
 
     norm = ChannelNorm.measure(images) if cfg.normalize else ChannelNorm.identity(c)
     data = torch.from_numpy(images).to(device)  # uint8, resident on the device
-    gen = torch.Generator(device).manual_seed(cfg.seed)
     per_epoch = n * cfg.repeats  # an epoch walks the set `repeats` times, each pass in its own order
     steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
-    run = {"step": 0, "epoch": 0, "batch": 0, "perm": None, "epoch_sum": torch.zeros((), device=device),
+    run = {"step": 0, "epoch": 0, "batch": 0, "epoch_sum": torch.zeros((), device=device),
            "window_sum": torch.zeros((), device=device), "window_n": 0, "step_losses": [], "epoch_losses": [],
            "best": None, "saved_step": None}
     fingerprint = run_fingerprint(images, diffusion, model_cfg, cfg)
     if state_dir is not None:
         state_dir = Path(state_dir)
         saved, why = read_state(state_dir, fingerprint, cfg.epochs)
+        distributed.barrier(world)  # every rank has read the state before rank 0 may remove it
         if saved is None:
-            log(f"train: starting fresh: {why}")
-            if state_dir.exists():
-                shutil.rmtree(state_dir)
+            if main:
+                log(f"train: starting fresh: {why}")
+                if state_dir.exists():
+                    shutil.rmtree(state_dir)
         else:
             model.load_state_dict(saved["model"])
             ema.load_state_dict(saved["ema"])
             optimizer.load_state_dict(saved["optimizer"])
-            gen.set_state(saved["generator"].to(gen.get_state().device))
             torch.set_rng_state(saved["torch_rng"])
             for key in ("step", "epoch", "batch", "window_n", "step_losses", "epoch_losses", "best"):
                 run[key] = saved[key]
-            for key in ("perm", "epoch_sum", "window_sum"):
-                run[key] = None if saved[key] is None else saved[key].to(device)
+            for key in ("epoch_sum", "window_sum"):
+                run[key] = saved[key].to(device)
             run["saved_step"] = run["step"]
-            log(f"train: resuming from step {run['step']} (epoch {run['epoch'] + 1}, batch {run['batch']}) "
-                f"of {state_dir / STATE_FILE}")
-        state_dir.mkdir(parents=True, exist_ok=True)
+            if main:
+                log(f"train: resuming from step {run['step']} (epoch {run['epoch'] + 1}, batch {run['batch']}) "
+                    f"of {state_dir / STATE_FILE}")
+        if main:
+            state_dir.mkdir(parents=True, exist_ok=True)
+    if not main:
+        history, on_epoch_end, progress = None, None, False
     if history is not None:
         history.start(run["saved_step"])
 
@@ -214,12 +259,14 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             return
         if not _finite(model, ema):
             stop(f"the weights are not finite at step {run['step']}")
-        state = {"format": STATE_FORMAT, "fingerprint": fingerprint, "model": cpu_state(model), "ema": cpu_state(ema),
-                 "optimizer": copy.deepcopy(optimizer.state_dict()), "generator": gen.get_state().cpu(),
-                 "torch_rng": torch.get_rng_state(), **{k: run[k] for k in ("step", "epoch", "batch", "window_n",
-                                                                          "step_losses", "epoch_losses", "best")},
-                 **{k: None if run[k] is None else run[k].cpu() for k in ("perm", "epoch_sum", "window_sum")}}
-        save_checkpoint(state_dir / STATE_FILE, state)
+        if main:
+            state = {"format": STATE_FORMAT, "fingerprint": fingerprint, "model": cpu_state(model),
+                     "ema": cpu_state(ema), "optimizer": copy.deepcopy(optimizer.state_dict()),
+                     "torch_rng": torch.get_rng_state(),
+                     **{k: run[k] for k in ("step", "epoch", "batch", "window_n", "step_losses", "epoch_losses",
+                                            "best")},
+                     **{k: run[k].cpu() for k in ("epoch_sum", "window_sum")}}
+            save_checkpoint(state_dir / STATE_FILE, state)
         run["saved_step"] = run["step"]
 
     def stop(what: str) -> None:
@@ -237,18 +284,21 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         run["epoch"] = epoch
         model.train()
         if run["batch"] == 0:
-            run["perm"] = torch.cat([torch.randperm(n, generator=gen, device=device) for _ in range(cfg.repeats)])
             run["epoch_sum"] = torch.zeros((), device=device)
             run["window_sum"], run["window_n"] = torch.zeros((), device=device), 0
-        perm = run["perm"]
+        order = epoch_order(cfg.seed, epoch, n, cfg.repeats, device)
         epoch_start, epoch_images = time.perf_counter(), 0
         for b in range(run["batch"], steps_per_epoch):
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x0 = norm.apply(to_model_range(data[idx])).contiguous(memory_format=memory_format)  # (B, C, H, W)
-            t = torch.randint(0, diffusion.num_timesteps, (len(idx),), generator=gen, device=device)
-            eps = torch.randn(x0.shape, generator=gen, device=device)
+            slots = torch.arange(b * cfg.batch_size, min((b + 1) * cfg.batch_size, per_epoch), device=device)
+            size = len(slots)  # the global batch
+            part = distributed.shard(size, world)
+            mine = slots[part.start:part.stop]  # this rank's contiguous share of it
+            x0 = norm.apply(to_model_range(data[order[mine]])).contiguous(memory_format=memory_format)
+            t, eps = step_noise(cfg.seed, epoch * per_epoch + mine, diffusion.num_timesteps, (c, h, w))
             x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
-            loss = diffusion_loss(eps_fn(x_t, t), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
+            losses = image_losses(eps_fn(x_t, t), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
+            # This rank's share of the global batch mean; DDP averages the k ranks' gradients, hence × k.
+            loss = losses.sum() * (world.size / size)
             for group in optimizer.param_groups:  # a function of the step alone: resumes exactly
                 group["lr"] = lr_at(run["step"], cfg.epochs * steps_per_epoch, cfg)
             optimizer.zero_grad(set_to_none=True)
@@ -257,13 +307,13 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             run["step"] += 1
             step = run["step"]
             ema_update(ema, model, ema_decay_at(step, cfg))
-            loss_d = loss.detach() * len(idx)
+            loss_d = distributed.all_reduce_sum(losses.detach().sum(), world)  # the global batch's sum
             run["epoch_sum"] += loss_d
             run["window_sum"] += loss_d
-            run["window_n"] += len(idx)
+            run["window_n"] += size
             run["batch"] = b + 1
-            window_images += len(idx)
-            epoch_images += len(idx)
+            window_images += size
+            epoch_images += size
             bar.update(1)
             if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
                 window_loss = (run["window_sum"] / run["window_n"]).item()  # the only host sync in the loop
@@ -280,31 +330,34 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
                 run["window_n"] = 0
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and b < steps_per_epoch - 1:
                 save_state()
-        epoch_loss = (run["epoch_sum"] / n).item()
+        epoch_loss = (run["epoch_sum"] / per_epoch).item()
         if not math.isfinite(epoch_loss):
             stop(f"the epoch loss is {epoch_loss}")
         run["epoch_losses"].append({"epoch": epoch + 1, "loss": epoch_loss})
         epoch_seconds.append((epoch_images, time.perf_counter() - epoch_start))
         if history is not None:
             history.log(run["step"], {"train/epoch_loss": epoch_loss})
-        bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} "
-                  f"({epoch_images / epoch_seconds[-1][1]:.1f} img/s)")
+        if main:
+            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} "
+                      f"({epoch_images / epoch_seconds[-1][1]:.1f} img/s)")
         best = run["best"]
-        if cfg.keep == "best" and (best is None or epoch_loss < best["loss"]):
+        if main and cfg.keep == "best" and (best is None or epoch_loss < best["loss"]):
             # The MNIST DDPM source keeps the checkpoint with the lowest mean epoch loss.
             run["best"] = {"loss": epoch_loss, "checkpoint": make_checkpoint(
-                model, ema, optimizer, run["step"], epoch + 1, epoch_loss, gen, diffusion, model_cfg, cfg,
+                model, ema, optimizer, run["step"], epoch + 1, epoch_loss, diffusion, model_cfg, cfg,
                 images.shape[1:], norm)}
         if on_epoch_end is not None:
             ema.eval()
             on_epoch_end(epoch + 1, ema, schedule, norm)
-        run["epoch"], run["batch"], run["perm"] = epoch + 1, 0, None
+        run["epoch"], run["batch"] = epoch + 1, 0
         save_state()
     bar.close()
     wall = time.perf_counter() - start
     epoch_losses = run["epoch_losses"]
-    if cfg.keep == "last":  # the flowers DDIM source keeps the final weights
-        kept = make_checkpoint(model, ema, optimizer, run["step"], cfg.epochs, epoch_losses[-1]["loss"], gen,
+    if not main:
+        kept = None
+    elif cfg.keep == "last":  # the flowers DDIM source keeps the final weights
+        kept = make_checkpoint(model, ema, optimizer, run["step"], cfg.epochs, epoch_losses[-1]["loss"],
                                diffusion, model_cfg, cfg, images.shape[1:], norm)
     else:
         kept = run["best"]["checkpoint"]
@@ -313,10 +366,11 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         history.summary({f"train/{k}": v for k, v in summary.items()})
     report = {
         "keep": cfg.keep,
-        "kept_epoch": kept["epoch"],
+        "kept_epoch": None if kept is None else kept["epoch"],
         "epochs": cfg.epochs,
         "steps": run["step"],
         "images_seen": cfg.epochs * per_epoch,
+        "processes": world.size,
         "device": str(device),
         "precision": cfg.precision,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -326,6 +380,8 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         "wall_time_s": wall,  # this invocation (a resumed run times only the part it ran)
         "img_per_s": images_timed / sum(s for _, s in epoch_seconds) if images_timed else None,
         "epochs_timed": len(epoch_seconds),
+        "epoch_img_per_s": [i / s for i, s in epoch_seconds],
+        "processes": world.size,
         "device": str(device),
     }
     return TrainResult(kept, run["step_losses"], epoch_losses, summary, report, cost)

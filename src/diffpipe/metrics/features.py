@@ -11,7 +11,7 @@ import os
 import numpy as np
 import torch
 
-from ..core import devices
+from ..core import devices, distributed
 from ..core.errors import PipelineError
 from ..core.fidelity import load_inception
 from ..core.progress import progress_bar
@@ -56,11 +56,13 @@ def read_features(path: str | os.PathLike, rows: int | None = None) -> np.ndarra
 
 
 def extract_features(
-    images: np.ndarray, weights_path: str | os.PathLike, device: str, batch_size: int, progress: bool = False
+    images: np.ndarray, weights_path: str | os.PathLike, device: str, batch_size: int, progress: bool = False,
+    world: distributed.World = distributed.SINGLE,
 ) -> np.ndarray:
     """(N, C, H, W) uint8, C in {1, 3} -> (N, 2048) float64 Inception pool features.
 
-    Grayscale is repeated to 3 channels; any H, W (torch-fidelity resizes to 299 internally).
+    Grayscale is repeated to 3 channels; any H, W (torch-fidelity resizes to 299 internally). With a
+    distributed `world`, this rank extracts its shard of whole batches and every rank returns all N rows.
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -68,17 +70,19 @@ def extract_features(
     if batch_size < 1:
         raise PipelineError(f"batch_size must be at least 1, got {batch_size}")
     extractor = _cached_extractor(str(weights_path), device)  # loaded once per process (the sweep's points)
-    bar = progress_bar(desc="Inception features", total=len(images), unit="img", enabled=progress)
-    out = np.empty((len(images), 2048), dtype=np.float64)
+    mine = distributed.shard(len(images), world, batch_size)
+    bar = progress_bar(desc="Inception features", total=len(mine), unit="img", enabled=progress and world.main)
+    out = np.empty((len(mine), 2048), dtype=np.float64)
     with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start:start + batch_size]).to(device)  # (B, C, H, W) uint8
+        for start in range(mine.start, mine.stop, batch_size):
+            x = torch.from_numpy(images[start:min(start + batch_size, mine.stop)]).to(device)  # (B, C, H, W) uint8
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)
             (features,) = extractor(x)  # (B, 2048) float32
-            out[start:start + len(x)] = features.double().cpu().numpy()
+            out[start - mine.start:start - mine.start + len(x)] = features.double().cpu().numpy()
             bar.update(len(x))
     bar.close()
+    out = distributed.gather_rows(out, world)
     if not np.isfinite(out).all():
         raise PipelineError(f"Inception features of {int((~np.isfinite(out)).any(axis=1).sum())} images are not finite")
     return out
