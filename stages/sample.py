@@ -8,11 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 # This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
 # runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import diffpipe.core.lone_threads  # noqa: E402,F401  (first: before numpy and torch load)
+import numpy as np  # noqa: E402
 
 from diffpipe.core import distributed, files  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402

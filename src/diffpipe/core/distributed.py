@@ -3,7 +3,13 @@
 A stage runs under `torchrun --standalone --nproc_per_node=N` (dvc.yaml templates N from params.yaml).
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; with WORLD_SIZE 1 (or run with plain `python`) nothing is
 initialised and every helper here is a no-op. Above 1, the process group uses NCCL on CUDA and gloo on the
-CPU, each process takes CUDA device LOCAL_RANK, and CPU threads are split between the processes.
+CPU, and each process takes CUDA device LOCAL_RANK.
+
+CPU threads: training splits the cores between the processes (its result only has to match to round-off).
+Sampling and feature extraction must give the bytes of a single process, and oneDNN's convolutions can sum
+in another order with another thread count (Inception's 1×7 / 7×1 blocks do for batches of 12 images, by
+3e-6; batches of 100 do not); so there each process keeps the thread count a lone process would use
+(the CPUs it may run on), which oversubscribes one machine's cores: use processes across machines or GPUs.
 
 Work is split by item index into contiguous shards (whole batches where a batch size is given), and
 gathered back in index order on every rank, so the result is the one a single process would produce.
@@ -42,8 +48,10 @@ def world_from_env() -> World:
                  int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def init(device: torch.device) -> tuple[World, torch.device]:
-    """Join the torchrun process group (if any) for `device`; returns the world and this process's device."""
+def init(device: torch.device, split_threads: bool = False) -> tuple[World, torch.device]:
+    """Join the torchrun process group (if any) for `device`; returns the world and this process's device.
+    On a CPU, `split_threads` shares the cores between the processes; otherwise each keeps a lone process's
+    thread count, so that results are the bytes of one process (see above)."""
     world = world_from_env()
     if not world.distributed:
         return world, device
@@ -51,7 +59,8 @@ def init(device: torch.device) -> tuple[World, torch.device]:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     else:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.size))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cpus // world.size) if split_threads else cpus)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return world, device
@@ -74,6 +83,15 @@ def gather_rows(part: np.ndarray, world: World) -> np.ndarray:
     parts: list = [None] * world.size
     dist.all_gather_object(parts, part)
     return np.concatenate(parts, axis=0)
+
+
+def broadcast_object(obj, world: World):
+    """Rank 0's `obj` on every rank (pickled; e.g. a resumable state that only rank 0's disk holds)."""
+    if not world.distributed:
+        return obj
+    box = [obj if world.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:

@@ -201,7 +201,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     logs and calls `on_epoch_end`, and the other ranks' result has no checkpoint (None).
     """
     n, c, h, w = images.shape
-    world, device = distributed.init(resolve_device(cfg.device, "train.device"))
+    world, device = distributed.init(resolve_device(cfg.device, "train.device"), split_threads=True)
     main = world.main
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, c, h).to(device)  # raises ConfigError before any training
@@ -227,8 +227,9 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     fingerprint = run_fingerprint(images, diffusion, model_cfg, cfg)
     if state_dir is not None:
         state_dir = Path(state_dir)
-        saved, why = read_state(state_dir, fingerprint, cfg.epochs)
-        distributed.barrier(world)  # every rank has read the state before rank 0 may remove it
+        # Rank 0 reads the state and sends it to the others, whose machines need not have it (several nodes).
+        saved, why = distributed.broadcast_object(read_state(state_dir, fingerprint, cfg.epochs) if main else None,
+                                                  world)
         if saved is None:
             if main:
                 log(f"train: starting fresh: {why}")

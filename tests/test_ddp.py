@@ -1,0 +1,37 @@
+"""DistributedDataParallel training under a real torchrun with 2 CPU processes (gloo): it follows the
+1-process trajectory, and a 2-process run continued from its saved state ends where an uninterrupted one does."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
+
+
+def torchrun(processes: int, out: Path, epochs: int, state: Path) -> dict:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           str(WORKER), str(out), str(epochs), str(state)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return torch.load(out, weights_only=False)
+
+
+def test_two_processes_follow_one_and_resume_exactly(tmp_path):
+    one = torchrun(1, tmp_path / "one.pt", 2, tmp_path / "state1")
+    two = torchrun(2, tmp_path / "two.pt", 2, tmp_path / "state2")
+    assert two["report"]["processes"] == 2 and one["report"]["processes"] == 1
+    assert [r["step"] for r in one["step_losses"]] == [r["step"] for r in two["step_losses"]] == list(range(1, 11))
+    for a, b in zip(one["step_losses"], two["step_losses"]):  # 2 × batch 4 follows 1 × batch 8
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert [e["loss"] for e in two["epoch_losses"]] == pytest.approx([e["loss"] for e in one["epoch_losses"]], rel=1e-4)
+
+    # Resume under DDP: 1 epoch, then the same state continued to 2 epochs, against the uninterrupted run.
+    state = tmp_path / "state_resumed"
+    torchrun(2, tmp_path / "first.pt", 1, state)
+    resumed = torchrun(2, tmp_path / "resumed.pt", 2, state)
+    assert resumed["step_losses"] == two["step_losses"]
+    assert all(torch.equal(resumed["ema"][k], two["ema"][k]) for k in two["ema"])
+    shutil.rmtree(state)
