@@ -1,4 +1,5 @@
 """The flowers system's residual U-Net: shapes, zero-initialised output, conditioning on the noise variance."""
+import math
 import pytest
 import torch
 
@@ -66,3 +67,17 @@ def test_ema_averages_batchnorm_statistics():
 def test_image_size_must_fit_the_pooling():
     with pytest.raises(ConfigError, match=r"model\.resunet\.widths"):
         build_model(resunet_model_cfg(widths=(8, 16, 32)), 3, 30)
+
+
+def test_keras_initialisation_glorot_uniform_zero_bias():
+    """As Keras's Conv2D: glorot-uniform kernels (std sqrt(2 / (fan_in + fan_out))), zero biases."""
+    torch.manual_seed(0)
+    net = ResUNet(resunet_cfg(widths=[32, 64, 96, 128], block_depth=2), 3)
+    conv = net.down[0][1].conv1  # 32 -> 32, 3x3
+    expected = math.sqrt(2.0 / (32 * 9 + 32 * 9))
+    assert conv.weight.std().item() == pytest.approx(expected, rel=0.05)  # 0.039 (PyTorch's default: 0.068)
+    bound = math.sqrt(6.0 / (32 * 9 + 32 * 9))
+    assert conv.weight.abs().max().item() <= bound
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(torch.count_nonzero(m.bias) == 0 for m in convs)
+    assert torch.count_nonzero(net.conv_out.weight) == 0
