@@ -7,6 +7,7 @@ dvc exp run "$@" \
   -S 'model.unet.down_ch=[16,32,64]' -S 'model.unet.mid_ch=[64,64]' -S 'model.unet.up_ch=[64,32,16]' \
   -S model.unet.t_emb_dim=32 \
   -S train.epochs=2 -S train.batch_size=64 -S train.log_every=2 -S train.grid_images=4 -S train.grid_steps=4 \
+  -S classifier.epochs=1 \
   -S sample.num_images=12 -S sample.steps=4 -S sample.batch_size=12 -S sample.grid_images=12 \
   -S evaluate.num_real=12 -S evaluate.batch_size=12 -S evaluate.kid_subset_size=6 -S evaluate.kid_subsets=10 \
   -S timestep_loss.num_images=16 -S timestep_loss.buckets=4 \

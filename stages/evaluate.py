@@ -1,10 +1,16 @@
 """Stage `evaluate`: FID / KID / precision / recall of the samples against the cached reference features,
-with the real-vs-real floor at the same N (DVCLive metrics).
+with the real-vs-real floor at the same N (DVCLive metrics); with a classifier, the in-domain metrics too.
 
 Params: section `evaluate`. The floor is FID and KID of the first N training images against the N reference
 images, with the same extractor and KID subsets: what a perfect generator would score at this N. The protocol
 (N real, N generated, extractor, KID subsets, PRC settings) goes into the report next to the metrics, so
 numbers from different runs are only compared when measured the same way.
+
+With --classifier (and the prepared reference images, training images and training labels), also: the
+Frechet distance in the classifier's penultimate features (`fd_classifier`) and its floor at the same N
+(`fd_classifier_floor`, as for FID), the samples' predicted class histogram against the training labels'
+(`class_max_deviation`, `class_entropy` in nats; the histograms in the report) and `confident_fraction`.
+Without it (unlabelled data, System B) those metrics are left out.
 """
 from __future__ import annotations
 
@@ -18,15 +24,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import diffpipe.core.lone_threads  # noqa: E402,F401  (first: before numpy and torch load)
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from diffpipe.classifier.checkpoint import LoadedClassifier, load_classifier  # noqa: E402
+from diffpipe.classifier.predict import classify  # noqa: E402
 from diffpipe.core import distributed, files  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.params import load_params  # noqa: E402
+from diffpipe.core.errors import PipelineError  # noqa: E402
+from diffpipe.core.params import EvalConfig, load_params  # noqa: E402
 from diffpipe.core.tracking import open_live  # noqa: E402
-from diffpipe.metrics import features, scores  # noqa: E402
+from diffpipe.data.labels import class_frequencies, read_labels  # noqa: E402
+from diffpipe.metrics import classes, features, scores  # noqa: E402
 
 EXTRACTOR = "InceptionV3 pool3 2048-d (torch-fidelity, FID weights pt_inception-2015-12-05)"
+CLASSIFIER_INPUTS = ("classifier", "reference_images", "train_images", "train_labels")
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,11 +47,69 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reference-features", required=True, help="cached Inception features of the real images")
     p.add_argument("--train-features", required=True, help="cached Inception features of N training images")
     p.add_argument("--weights", required=True, help="converted Inception weights (.pth)")
+    p.add_argument("--classifier", help="optional: the classifier (.pt) for the in-domain metrics; then also:")
+    p.add_argument("--reference-images", help="with --classifier: prepared reference images, uint8 .npy")
+    p.add_argument("--train-images", help="with --classifier: prepared training images, uint8 .npy")
+    p.add_argument("--train-labels", help="with --classifier: their labels, int64 .npy (the data's class shares)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--live", required=True, help="output: DVCLive folder; its metrics.json holds FID and KID")
     p.add_argument("--report", required=True, help="output JSON: the evaluation protocol")
     p.add_argument("--cost", required=True, help="output JSON of timings (not a DVC output: differs every run)")
     return p.parse_args()
+
+
+class InDomain:
+    """The classifier and the real images of the in-domain metrics, all read and checked before any Inception work."""
+
+    def __init__(self, args: argparse.Namespace, cfg: EvalConfig, samples: np.ndarray, device: str):
+        given = [name for name in CLASSIFIER_INPUTS if getattr(args, name)]
+        if len(given) != len(CLASSIFIER_INPUTS):
+            missing = ", ".join("--" + n.replace("_", "-") for n in CLASSIFIER_INPUTS if n not in given)
+            raise PipelineError(f"the in-domain metrics need --classifier, --reference-images, --train-images and "
+                                f"--train-labels together; missing: {missing}")
+        self.clf: LoadedClassifier = load_classifier(args.classifier, device)
+        if tuple(samples.shape[1:]) != self.clf.image_shape:
+            raise PipelineError(f"{args.samples}: images are (C, H, W) = {tuple(samples.shape[1:])}, but "
+                                f"{args.classifier} was trained on {self.clf.image_shape}")
+        self.reference = self._first(args.reference_images, cfg.num_real)
+        train = files.read_image_array(args.train_images)
+        labels = read_labels(args.train_labels, len(train), self.clf.num_classes,
+                             f"{args.classifier} has {self.clf.num_classes} classes")
+        self.train = self._first(args.train_images, cfg.num_real, train)
+        self.num_train_labels = len(labels)
+        self.data_frequencies = class_frequencies(labels, self.clf.num_classes)
+
+    def _first(self, path: str, n: int, images: np.ndarray | None = None) -> np.ndarray:
+        images = files.read_image_array(path) if images is None else images
+        if len(images) < n:
+            raise PipelineError(f"{path} has {len(images)} images, fewer than evaluate.num_real = {n}")
+        if tuple(images.shape[1:]) != self.clf.image_shape:
+            raise PipelineError(f"{path}: images are (C, H, W) = {tuple(images.shape[1:])}, but the classifier was "
+                                f"trained on {self.clf.image_shape}")
+        return images[:n]
+
+    def scores(self, samples: np.ndarray, cfg: EvalConfig) -> tuple[dict, dict]:
+        """-> (metrics, report entry)."""
+        model = self.clf.model
+        probs, fake = classify(model, samples, cfg.batch_size)
+        _, real = classify(model, self.reference, cfg.batch_size)
+        _, train_real = classify(model, self.train, cfg.batch_size)
+        found = classes.class_metrics(probs, self.data_frequencies, cfg.confidence)
+        metrics = {"fd_classifier": classes.fd_classifier(real, fake),
+                   "fd_classifier_floor": classes.fd_classifier(real, train_real),
+                   **{k: found[k] for k in ("class_max_deviation", "class_entropy", "confident_fraction")}}
+        report = {
+            "held_out_accuracy": self.clf.accuracy, "num_classes": self.clf.num_classes,
+            "features": f"the classifier's penultimate layer, {fake.shape[1]}-d",
+            "fd_floor": f"the first {len(train_real)} training images against the {len(real)} reference images, "
+                        "same features",
+            "class_histogram": f"each of the {len(samples)} samples counted as its most probable class; data: the "
+                               f"class shares of the {self.num_train_labels} training labels",
+            "entropy_units": "nats", "class_entropy": found["class_entropy"],
+            "class_entropy_data": found["class_entropy_data"], "confidence": cfg.confidence,
+            "histogram": found["histogram"],
+        }
+        return metrics, report
 
 
 def main() -> None:
@@ -50,6 +120,7 @@ def main() -> None:
     train_real = features.read_features(args.train_features, rows=cfg.num_real)
     world, torch_device = distributed.init(torch.device(features.resolve_device(cfg.device)))
     device = str(torch_device)
+    in_domain = InDomain(args, cfg, samples, device) if any(getattr(args, n) for n in CLASSIFIER_INPUTS) else None
     start = time.perf_counter()
     fake = features.extract_features(samples, args.weights, device, cfg.batch_size, progress=True, world=world)
     feature_seconds = time.perf_counter() - start
@@ -58,10 +129,15 @@ def main() -> None:
     kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
     kid_floor, _ = scores.kid_from_features(real, train_real, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
     precision, recall = scores.precision_recall(real, fake)
+    metrics = {"fid": scores.fid_from_features(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
+               "fid_floor": scores.fid_from_features(real, train_real), "kid_floor_mean": kid_floor,
+               "precision": precision, "recall": recall}
+    in_domain_report = None
+    if in_domain is not None:
+        in_domain_metrics, in_domain_report = in_domain.scores(samples, cfg)
+        metrics.update(in_domain_metrics)
     live = open_live(args.live)
-    for name, value in (("fid", scores.fid_from_features(real, fake)), ("kid_mean", kid_mean), ("kid_std", kid_std),
-                        ("fid_floor", scores.fid_from_features(real, train_real)), ("kid_floor_mean", kid_floor),
-                        ("precision", precision), ("recall", recall)):
+    for name, value in metrics.items():
         live.log_metric(name, value, plot=False)
     live.end()
     files.write_json(args.report, {
@@ -73,6 +149,7 @@ def main() -> None:
                              "features": "the Inception features above (not torch-fidelity's default VGG16)",
                              "neighborhood_k": scores.PRC_NEIGHBORHOOD, "generated": int(len(fake)),
                              "real": int(len(real))},
+        "classifier": in_domain_report,  # the in-domain metrics' protocol and class histograms (null: none)
     })
     files.write_json(args.cost, {"feature_s_per_img": feature_seconds / len(samples), "device": torch_device.type,
                                  "processes": world.size})

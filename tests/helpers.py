@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffpipe.core.config import from_dict, to_dict
-from diffpipe.core.params import (DiffusionConfig, ModelConfig, ResUNetConfig, SamplerSpec, TrainConfig,
-                                  UNetConfig, load_params)
+from diffpipe.core.params import (ClassifierConfig, DiffusionConfig, ModelConfig, ResUNetConfig, SamplerSpec,
+                                  TrainConfig, UNetConfig, load_params)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,3 +52,8 @@ def train_cfg(**kw) -> TrainConfig:
 
 def spec(sampler: str = "ddim", steps: int = 50, eta: float = 0.0, clip_x0: bool = False) -> SamplerSpec:
     return from_dict(SamplerSpec, dict(sampler=sampler, steps=steps, eta=eta, clip_x0=clip_x0), "sample")
+
+
+def classifier_cfg(**kw) -> ClassifierConfig:
+    base = {**to_dict(root_params().classifier), "device": "cpu"}
+    return from_dict(ClassifierConfig, {**base, **kw}, "classifier")

@@ -83,10 +83,35 @@ def test_nested_keys_are_named_in_full(tmp_path):
     (lambda d: d["evaluate"].update(kid_subset_size=501, num_real=600), "evaluate.kid_subset_size"),
     (lambda d: d["prepare"].update(reference_limit=100), "evaluate.num_real"),
     (lambda d: d["sweep"].update(num_images=600, kid_subset_size=550), "sweep.kid_subset_size"),
+    (lambda d: d["prepare"].update(num_classes=0), "prepare.num_classes"),  # a classifier needs labels
 ])
 def test_rules_across_sections_name_the_key(tmp_path, edit, key):
     with pytest.raises(ConfigError, match=rf"`{key}`"):
         load_edited(tmp_path, edit)
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda d: d["prepare"].update(num_classes=1), "prepare.num_classes"),
+    (lambda d: d["prepare"].update(num_classes=-1), "prepare.num_classes"),
+    (lambda d: d["classifier"].update(widths=[]), "classifier.widths"),
+    (lambda d: d["classifier"].update(widths=[8, 0]), "classifier.widths"),
+    (lambda d: d["classifier"].update(feature_dim=0), "classifier.feature_dim"),
+    (lambda d: d["classifier"].update(lr=0.0), "classifier.lr"),
+    (lambda d: d["classifier"].update(device="tpu"), "classifier.device"),
+    (lambda d: d["evaluate"].update(confidence=0.0), "evaluate.confidence"),
+    (lambda d: d["evaluate"].update(confidence=1.5), "evaluate.confidence"),
+])
+def test_labels_classifier_and_confidence_keys_are_checked(tmp_path, edit, key):
+    with pytest.raises(ConfigError, match=rf"`{key}`"):
+        load_edited(tmp_path, edit)
+
+
+def test_unlabelled_data_go_with_a_null_classifier(tmp_path):
+    params = load_edited(tmp_path, lambda d: d.update(classifier=None) or d["prepare"].update(num_classes=0))
+    assert params.classifier is None and params.prepare.num_classes == 0
+    assert load_edited(tmp_path, lambda d: d.update(classifier=None)).prepare.num_classes == 10  # labels, no classifier
+    with pytest.raises(ConfigError, match=r"`classifier.widths` has 5 blocks.*28 px images allow at most 4"):
+        load_edited(tmp_path, lambda d: d["classifier"].update(widths=[4] * 5)).classifier.check_image(28)
 
 
 def test_a_section_alone_is_checked_by_its_own_rules():

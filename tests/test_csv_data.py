@@ -160,10 +160,12 @@ def run_prepare(tmp_path: Path, train_csv: Path, reference_csv: Path) -> tuple[s
     data["evaluate"].update(num_real=2, kid_subset_size=2)
     data["sweep"].update(kid_subset_size=2)
     params = write(tmp_path, yaml.safe_dump(data), "params.yaml")
-    outs = {name: tmp_path / "out" / name for name in ("train.npy", "reference.npy", "preview.png", "report.json")}
+    outs = {name: tmp_path / "out" / name for name in ("train.npy", "reference.npy", "train_labels.npy",
+                                                        "reference_labels.npy", "preview.png", "report.json")}
     cmd = [
         sys.executable, "stages/prepare.py", "--train-csv", str(train_csv), "--reference-csv", str(reference_csv),
         "--params", str(params), "--out-train", str(outs["train.npy"]), "--out-reference", str(outs["reference.npy"]),
+        "--out-train-labels", str(outs["train_labels.npy"]), "--out-reference-labels", str(outs["reference_labels.npy"]),
         "--preview", str(outs["preview.png"]), "--report", str(outs["report.json"]),
     ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True), outs
@@ -175,6 +177,9 @@ def test_prepare_stage_writes_outputs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert np.load(outs["train.npy"]).shape == (3, 1, 2, 2)
     assert np.load(outs["reference.npy"]).shape == (2, 1, 2, 2)  # reference_limit: 2
+    labels = np.load(outs["train_labels.npy"])
+    assert labels.dtype == np.int64 and labels.tolist() == [1, 2, 3]
+    assert np.load(outs["reference_labels.npy"]).tolist() == [1, 2]
     assert outs["preview.png"].stat().st_size > 0 and outs["report.json"].exists()
 
 

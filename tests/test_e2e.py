@@ -72,11 +72,17 @@ def test_repro_writes_every_output(repo):
                  "plots/loss.png", "plots/data_preview.png", "data/features/reference.npy", "dvc.lock",
                  "samples/process.gif", "samples/process_strip.png", "plots/timestep_loss.csv",
                  "plots/timestep_loss.png", "data/features/train_real.npy", "metrics/sweep.json", "reports/sweep.md", "plots/sweep.csv",
-                 "plots/sweep.png", "costs/train.json", "costs/sample.json", "costs/evaluate.json", "costs/sweep.json"):
+                 "plots/sweep.png", "costs/train.json", "costs/sample.json", "costs/evaluate.json", "costs/sweep.json",
+                 "data/prepared/train_labels.npy", "data/prepared/reference_labels.npy", "models/classifier.pt",
+                 "metrics/classifier.json", "reports/classifier.json", "costs/classifier.json"):
         assert (dest / path).exists(), path
     ev = json.loads((dest / "dvclive/evaluate/metrics.json").read_text())
-    assert set(ev) == {"fid", "kid_mean", "kid_std", "fid_floor", "kid_floor_mean", "precision", "recall"}
+    assert set(ev) == {"fid", "kid_mean", "kid_std", "fid_floor", "kid_floor_mean", "precision", "recall",
+                       "fd_classifier", "fd_classifier_floor", "class_max_deviation", "class_entropy",
+                       "confident_fraction"}
     assert ev["fid"] > ev["fid_floor"] > 0 and ev["kid_std"] >= 0 and 0 <= ev["precision"] <= 1
+    assert ev["fd_classifier"] >= 0 and 0 <= ev["confident_fraction"] <= 1
+    assert 0 <= json.loads((dest / "metrics/classifier.json").read_text())["accuracy"] <= 1
     protocol = json.loads((dest / "reports/evaluate.json").read_text())
     assert protocol["num_real"] == 12 and protocol["num_generated"] == 12 and protocol["kid_subset_size"] == 6
     sample = json.loads((dest / "reports/sample.json").read_text())
@@ -105,7 +111,8 @@ def test_metrics_are_few_numbers_and_timings_stay_out_of_dvc(repo):
         for rev in [row, *[e for exp in row.get("experiments") or [] for e in exp["revs"]]]:
             for path, result in ((rev.get("data") or {}).get("metrics") or {}).items():
                 numbers(path, result.get("data", {}))
-    assert 0 < len(columns) <= 30, sorted(columns)
+    # train 5, evaluate 7 + 5 in-domain, the classifier's accuracy 1, the sweep 5 points x 3
+    assert 0 < len(columns) <= 33, sorted(columns)
     assert not any("emoji" in c or "second" in c or "per_s" in c for c in columns), sorted(columns)
     lock = yaml.safe_load((dest / "dvc.lock").read_text())["stages"]
     tracked = [f["path"] for stage in lock.values() for f in stage.get("deps", []) + stage.get("outs", [])]
@@ -144,6 +151,12 @@ def test_sweep_change_reruns_only_the_sweep(repo):
     dest, env = repo
     changed = changed_stages(dest, env, lambda p: p["sweep"]["points"]["ddim25_eta1"].update(eta=0.5))
     assert changed == {"sweep"}, changed
+
+
+def test_classifier_change_reruns_only_the_classifier(repo):
+    dest, env = repo
+    changed = changed_stages(dest, env, lambda p: p["classifier"].update(epochs=2))
+    assert changed == {"classifier"}, changed  # evaluate follows once the classifier's output changes
 
 
 def test_schedule_change_reruns_training_and_everything_after(repo):

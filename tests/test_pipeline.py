@@ -96,13 +96,15 @@ def test_stage_deps_are_its_script_and_the_package_code_it_imports(pipeline, nam
 
 def test_imports_point_one_way():
     """core imports no other subpackage; nets know nothing of diffusion; samplers nothing of networks;
-    pictures only draw; data and sources do not reach into the model code."""
-    forbidden = {"core": {"sources", "data", "nets", "diffusion", "metrics", "pictures"},
-                 "nets": {"diffusion", "metrics", "pictures", "data", "sources"},
-                 "data": {"nets", "diffusion", "metrics", "pictures", "sources"},
-                 "pictures": {"nets", "diffusion", "metrics", "data", "sources"},
-                 "sources": {"nets", "diffusion", "metrics", "pictures"},
-                 "diffusion": {"metrics", "pictures", "sources"}}
+    pictures only draw; data and sources do not reach into the model code; the classifier stands apart from
+    the diffusion code (so editing that never retrains the classifier)."""
+    forbidden = {"core": {"sources", "data", "nets", "diffusion", "metrics", "pictures", "classifier"},
+                 "nets": {"diffusion", "metrics", "pictures", "data", "sources", "classifier"},
+                 "data": {"nets", "diffusion", "metrics", "pictures", "sources", "classifier"},
+                 "pictures": {"nets", "diffusion", "metrics", "data", "sources", "classifier"},
+                 "sources": {"nets", "diffusion", "metrics", "pictures", "classifier"},
+                 "diffusion": {"metrics", "pictures", "sources", "classifier"},
+                 "classifier": {"nets", "diffusion", "metrics", "pictures", "sources"}}
     for path in PACKAGE.rglob("*.py"):
         sub = path.relative_to(PACKAGE).parts[0]
         module = "diffpipe." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
@@ -133,6 +135,21 @@ def test_stage_params_exist_in_params_yaml(pipeline):
             for part in keys.split("."):
                 assert part in node, f"stage {name} lists param {keys}, which params.yaml lacks"
                 node = node[part]
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_classifier_stage_exactly_where_the_data_are_labelled(pipeline):
+    """Labelled data (prepare.num_classes > 0) write labels; a `classifier` section goes with a classifier stage,
+    whose checkpoint evaluate reads; unlabelled data (System B) have neither."""
+    params = yaml.safe_load((pipeline.parent / "params.yaml").read_text())
+    stages = load_pipeline(pipeline)
+    labelled = params["prepare"]["num_classes"] > 0
+    assert ("--out-train-labels" in stages["prepare"]["cmd"]) == labelled
+    assert ("classifier" in stages) == (params["classifier"] is not None)
+    assert ("--classifier" in stages["evaluate"]["cmd"]) == ("classifier" in stages)
+    if "classifier" in stages:
+        out = re.search(r"--out (\S+)", stages["classifier"]["cmd"]).group(1)
+        assert out in stages["evaluate"]["deps"] and f"--classifier {out}" in stages["evaluate"]["cmd"]
 
 
 def test_scripts_take_paths_only_from_the_command_line():

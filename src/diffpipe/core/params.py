@@ -49,10 +49,13 @@ class PrepareConfig:
     train_limit: int  # use the first N training rows; 0 = all
     reference_limit: int  # use the first N reference rows (FID/KID real images); 0 = all
     preview_count: int  # training images shown in the preview grid
+    num_classes: int  # labels are integers 0 .. num_classes - 1, written beside the images; 0 = unlabelled data
     images: ImageFolderConfig
 
     def check(self, key: str) -> None:
         require(self.train_limit >= 0, f"{key}.train_limit", f"must be >= 0 (0 = all rows), got {self.train_limit}")
+        require(self.num_classes == 0 or self.num_classes >= 2, f"{key}.num_classes",
+                f"must be 0 (unlabelled data) or at least 2 classes, got {self.num_classes}")
         require(self.reference_limit >= 0, f"{key}.reference_limit",
                 f"must be >= 0 (0 = all rows), got {self.reference_limit}")
         require(self.preview_count >= 1, f"{key}.preview_count", f"must be >= 1, got {self.preview_count}")
@@ -306,14 +309,44 @@ class SampleConfig(SamplerSpec):
             require(getattr(self, name) >= low, f"{key}.{name}", f"must be >= {low}, got {getattr(self, name)}")
 
 
+# ---- classifier ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """`classifier`: the small CNN behind the in-domain metrics (trained on the labelled training split)."""
+
+    widths: tuple[int, ...]  # one conv block per entry (3x3 conv -> BatchNorm -> ReLU -> 2x2 max-pool)
+    feature_dim: int  # the penultimate layer: the features of the Frechet distance `fd_classifier`
+    epochs: int
+    batch_size: int
+    lr: float  # Adam, cosine-annealed to 0 over the run
+    seed: int  # initial weights and batch order
+    device: Device
+
+    def check(self, key: str) -> None:
+        require(len(self.widths) >= 1, f"{key}.widths", "needs at least one conv block width")
+        require(all(w >= 1 for w in self.widths), f"{key}.widths", f"entries must be >= 1, got {list(self.widths)}")
+        for name in ("feature_dim", "epochs", "batch_size"):
+            require(getattr(self, name) >= 1, f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        require(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
+        require(self.seed >= 0, f"{key}.seed", f"must be >= 0, got {self.seed}")
+
+    def check_image(self, size: int) -> None:
+        """Each block halves the image: fail before training if nothing would be left."""
+        require(size >= 2 ** len(self.widths), "classifier.widths",
+                f"has {len(self.widths)} blocks, each halving the image; {size} px images allow at most "
+                f"{max(size.bit_length() - 1, 0)}")
+
+
 # ---- evaluation ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class EvalConfig:
     num_real: int  # first N reference images used for the real statistics
-    batch_size: int  # images per Inception forward pass
+    batch_size: int  # images per Inception (and classifier) forward pass
     kid_subset_size: int  # images per KID subset (<= num_real and <= number of samples)
     kid_subsets: int
+    confidence: float  # `confident_fraction`: share of samples whose top classifier probability is >= this
     device: Device
     seed: int  # KID subset sampling
     processes: int  # torchrun processes for the Inception features (evaluate and reference_features)
@@ -328,6 +361,7 @@ class EvalConfig:
         require(self.kid_subset_size <= self.num_real, f"{key}.kid_subset_size",
                 f"must not exceed {key}.num_real ({self.num_real}), got {self.kid_subset_size}")
         require(self.kid_subsets >= 1, f"{key}.kid_subsets", f"must be at least 1, got {self.kid_subsets}")
+        require(0.0 < self.confidence <= 1.0, f"{key}.confidence", f"must be in (0, 1], got {self.confidence}")
 
 
 @dataclass(frozen=True)
@@ -376,6 +410,7 @@ class Params:
     model: ModelConfig
     train: TrainConfig
     sample: SampleConfig
+    classifier: Optional[ClassifierConfig]  # `classifier: null` for unlabelled data (no classifier stage)
     evaluate: EvalConfig
     timestep_loss: TimestepLossConfig
     sweep: Optional[SweepConfig]  # `sweep: null` in a pipeline without a sampler sweep
@@ -384,6 +419,10 @@ class Params:
         """Rules across sections."""
         T = self.diffusion.num_timesteps
         self.sample.check_timesteps(T, "sample")
+        if self.classifier is not None:
+            require(self.prepare.num_classes >= 2, "prepare.num_classes",
+                    f"is {self.prepare.num_classes} (unlabelled data), but a classifier needs labels: set the number "
+                    "of classes, or `classifier: null`")
         require(self.train.grid_steps <= T, "train.grid_steps",
                 f"({self.train.grid_steps}) must not exceed the number of diffusion steps T = {T}")
         require(self.evaluate.kid_subset_size <= self.sample.num_images, "evaluate.kid_subset_size",

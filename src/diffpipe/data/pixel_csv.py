@@ -65,6 +65,24 @@ def read_pixel_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | No
     return images, labels
 
 
+def label_place(path: str | os.PathLike, index: int) -> str:
+    """Where data row `index` (0-based, as returned by read_pixel_csv) holds its label, in the wording of the
+    other errors: "row 3 (line 5), column 1 (label)". Re-scans the file (only called to report a bad label)."""
+    path = Path(path)
+    layout = _read_layout(path)
+    column = "" if layout.label_col is None else f", column {layout.label_col + 1} ({LABEL})"
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        next(reader)
+        rows = 0
+        for fields in reader:
+            if fields:  # blank lines are not data rows
+                rows += 1
+                if rows == index + 1:
+                    return f"row {rows} (line {reader.line_num}){column}"
+    return f"row {index + 1}{column}"
+
+
 def _open_text(path: Path):
     """Open for the csv module; a missing file or a folder is a user error, not a traceback."""
     try:

@@ -1,8 +1,9 @@
-"""Stage `prepare` logic: CSV images -> the uint8 arrays that training and evaluation read.
+"""Stage `prepare` logic: CSV images or image folders -> the uint8 arrays (and int64 labels) that training,
+the classifier and evaluation read.
 
-Pure functions only (the stage script does the I/O): take the first N rows of each set, check that
-the training and reference images have one shape, and describe each set for the data report.
-Reported pixel statistics use values scaled to [0, 1] (x / 255).
+The stage script writes the outputs: here each set is read and checked (labels included, when
+`prepare.num_classes` is set), the first N rows taken, the two sets' shapes compared, and each set
+described for the data report. Reported pixel statistics use values scaled to [0, 1] (x / 255).
 """
 from __future__ import annotations
 
@@ -12,16 +13,30 @@ import numpy as np
 
 from ..core.errors import PipelineError
 from ..core.params import PrepareConfig
-from .image_folder import scan_folder, split_reference
+from .image_folder import scan_folder, split_indices
+from .labels import check_labels, folder_labels
+from .pixel_csv import label_place, read_pixel_csv
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images as read from one CSV, with where they came from."""
+    """Images as read from one CSV or folder, with where they came from."""
 
     images: np.ndarray  # (N, C, H, W) uint8
-    labels: np.ndarray | None  # (N,) int64, or None when the CSV has no label column
+    labels: np.ndarray | None  # (N,) int64, or None when unlabelled (a CSV without label column, a plain folder)
     source: str
+
+
+def csv_set(path: str, num_classes: int) -> ImageSet:
+    """One digit-recognizer CSV; with `num_classes` > 0 it must have a `label` column of 0 .. num_classes - 1."""
+    images, labels = read_pixel_csv(path)
+    if num_classes:
+        if labels is None:
+            raise PipelineError(f"{path}: has no `label` column, but params key `prepare.num_classes` is {num_classes} "
+                                "(0 = unlabelled data)")
+        labels = check_labels(labels, num_classes, path, lambda i: label_place(path, i),
+                              f"params key `prepare.num_classes` is {num_classes}")
+    return ImageSet(images, labels, path)
 
 
 def first_rows(data: ImageSet, limit: int, key: str) -> ImageSet:
@@ -84,18 +99,28 @@ def prepare(train: ImageSet, reference: ImageSet, cfg: PrepareConfig) -> tuple[I
 
 
 def folder_sets(train_dir: str, reference_dir: str | None, cfg: PrepareConfig) -> tuple[ImageSet, ImageSet, dict]:
-    """Image folder(s) -> (train, reference, extra report): a second folder, or a seeded split of the first."""
+    """Image folder(s) -> (train, reference, extra report): a second folder, or a seeded split of the first.
+
+    With `prepare.num_classes` > 0 each image's label is its first-level subfolder, classes numbered in sorted
+    name order (the names go into the report); a reference folder must use the training folder's classes."""
+    labelled = cfg.num_classes > 0
     images, paths, skipped = scan_folder(train_dir, cfg.images)
+    labels, names = folder_labels(train_dir, paths, cfg.num_classes) if labelled else (None, None)
     extra = {"train_dir": {"files_used": len(paths), "skipped": skipped}}
+    if labelled:
+        extra["class_names"] = names  # label i is the subfolder names[i]
     if reference_dir is not None:
         if cfg.images.reference_fraction != 0:
             raise PipelineError("params key `prepare.images.reference_fraction` must be 0 when a reference folder is given")
         ref_images, ref_paths, ref_skipped = scan_folder(reference_dir, cfg.images)
+        ref_labels = folder_labels(reference_dir, ref_paths, cfg.num_classes, names)[0] if labelled else None
         extra["reference_dir"] = {"files_used": len(ref_paths), "skipped": ref_skipped}
-        return ImageSet(images, None, train_dir), ImageSet(ref_images, None, reference_dir), extra
+        return ImageSet(images, labels, train_dir), ImageSet(ref_images, ref_labels, reference_dir), extra
     if cfg.images.reference_fraction == 0:
         raise PipelineError("params key `prepare.images.reference_fraction` must be > 0 without a reference folder "
                             "(evaluation needs held-out images)")
-    train, reference = split_reference(images, cfg.images.reference_fraction, cfg.images.split_seed)
+    train_idx, ref_idx = split_indices(len(images), cfg.images.reference_fraction, cfg.images.split_seed)
     extra["split"] = {"reference_fraction": cfg.images.reference_fraction, "split_seed": cfg.images.split_seed}
-    return ImageSet(train, None, train_dir), ImageSet(reference, None, f"{train_dir} (held-out split)"), extra
+    pick = (lambda idx: None) if labels is None else (lambda idx: labels[idx])
+    return (ImageSet(images[train_idx], pick(train_idx), train_dir),
+            ImageSet(images[ref_idx], pick(ref_idx), f"{train_dir} (held-out split)"), extra)
