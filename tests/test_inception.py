@@ -86,7 +86,8 @@ def test_kid_subset_larger_than_samples_is_an_error():
 
 
 def test_eval_config_rejects_subset_larger_than_num_real_and_unknown_device():
-    good = dict(num_real=100, batch_size=50, kid_subset_size=100, kid_subsets=10, device="auto", seed=0)
+    good = dict(num_real=100, batch_size=50, kid_subset_size=100, kid_subsets=10, confidence=0.9, device="auto", seed=0,
+                processes=1)
     assert from_dict(EvalConfig, good, "evaluate").kid_subset_size == 100
     with pytest.raises(ConfigError, match="evaluate.kid_subset_size"):
         from_dict(EvalConfig, {**good, "kid_subset_size": 101}, "evaluate")

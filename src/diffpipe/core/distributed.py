@@ -16,6 +16,7 @@ gathered back in index order on every rank, so the result is the one a single pr
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ def init(device: torch.device, split_threads: bool = False) -> tuple[World, torc
         torch.set_num_threads(max(1, cpus // world.size) if split_threads else cpus)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(close, world)  # leave the group when the stage's process ends
     return world, device
 
 
