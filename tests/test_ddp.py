@@ -35,3 +35,24 @@ def test_two_processes_follow_one_and_resume_exactly(tmp_path):
     assert resumed["step_losses"] == two["step_losses"]
     assert all(torch.equal(resumed["ema"][k], two["ema"][k]) for k in two["ema"])
     shutil.rmtree(state)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_sampling_matches_cpu_noise_and_shapes():
+    """On a GPU: the Philox streams give the CPU's numbers (integer arithmetic; Box–Muller to float round-off),
+    and generate() runs the sample stage's path on CUDA."""
+    from helpers import TINY_UNET, diffusion_cfg, model_cfg, spec
+
+    from diffpipe.diffusion.generate import generate
+    from diffpipe.diffusion.noise import ImageNoise
+    from diffpipe.diffusion.schedule import NoiseSchedule
+    from diffpipe.nets.builder import build_model
+
+    cpu = ImageNoise(range(1000), (1, 28, 28), "cpu").randn()
+    gpu = ImageNoise(range(1000), (1, 28, 28), "cuda").randn().cpu()
+    assert torch.allclose(cpu, gpu, atol=1e-5)
+    model = build_model(model_cfg(**TINY_UNET), 1, 28).cuda().eval()
+    images = generate(model, NoiseSchedule.from_config(diffusion_cfg()).to("cuda"), (1, 28, 28), spec(steps=5), 64, 0,
+                      32, progress=False)
+    assert images.shape == (64, 1, 28, 28)
