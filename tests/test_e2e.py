@@ -208,9 +208,10 @@ def test_two_processes_under_torchrun_match_one(repo):
     assert json.loads((dest / "costs" / "sample.json").read_text())["processes"] == 2
     assert json.loads((dest / "costs" / "evaluate.json").read_text())["processes"] == 2
 
-    shutil.rmtree(dest / "models" / "train_state")  # else the finished 1-process state is simply continued
-    run(["dvc", "exp", "run", "-S", "train.processes=2", "-S", "sample.processes=1", "-S", "evaluate.processes=1"],
-        dest, env)
+    # train.processes alone would continue the finished 1-process state; grid_images (not part of the
+    # trajectory, but of the state's fingerprint) makes it train from scratch.
+    run(["dvc", "exp", "run", "-S", "train.processes=2", "-S", "train.grid_images=3", "-S", "sample.processes=1",
+         "-S", "evaluate.processes=1"], dest, env)
     assert json.loads((dest / "reports" / "train.json").read_text())["processes"] == 2
     assert json.loads((dest / "costs" / "train.json").read_text())["epochs_timed"] == 2  # trained, not continued
     two_losses = loss_tsv.read_text().splitlines()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,10 +50,24 @@ def world_from_env() -> World:
                  int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def _die_with_launcher() -> None:
+    """Under torchrun, end this worker when its launcher dies (Linux PR_SET_PDEATHSIG): torchrun starts
+    workers in their own session, so a `kill -9` of `dvc repro`'s process group would otherwise leave a
+    worker training on, beside the re-run that resumes its state."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the launcher died before the call
+        os._exit(1)
+
+
 def init(device: torch.device, split_threads: bool = False) -> tuple[World, torch.device]:
     """Join the torchrun process group (if any) for `device`; returns the world and this process's device.
     On a CPU, `split_threads` shares the cores between the processes; otherwise each keeps a lone process's
     thread count, so that results are the bytes of one process (see above)."""
+    _die_with_launcher()
     world = world_from_env()
     if not world.distributed:
         return world, device
