@@ -10,7 +10,9 @@ With --classifier (and the prepared reference images, training images and traini
 Frechet distance in the classifier's penultimate features (`fd_classifier`) and its floor at the same N
 (`fd_classifier_floor`, as for FID), the samples' predicted class histogram against the training labels'
 (`class_max_deviation`, `class_entropy` in nats; the histograms in the report) and `confident_fraction`.
-Without it (unlabelled data, System B) those metrics are left out.
+Without it (unlabelled data, System B) those metrics are left out. With --sample-labels of class-conditional
+samples (the class each was generated for; -1 = none) and the classifier: `cond_accuracy`, the share the
+classifier puts in their requested class.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reference-images", help="with --classifier: prepared reference images, uint8 .npy")
     p.add_argument("--train-images", help="with --classifier: prepared training images, uint8 .npy")
     p.add_argument("--train-labels", help="with --classifier: their labels, int64 .npy (the data's class shares)")
+    p.add_argument("--sample-labels", help="with --classifier: the samples' requested classes, int64 .npy (-1 = none)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--live", required=True, help="output: DVCLive folder; its metrics.json holds FID and KID")
     p.add_argument("--report", required=True, help="output JSON: the evaluation protocol")
@@ -78,6 +81,9 @@ class InDomain:
         self.train = self._first(args.train_images, cfg.num_real, train)
         self.num_train_labels = len(labels)
         self.data_frequencies = class_frequencies(labels, self.clf.num_classes)
+        self.sample_labels = None if not args.sample_labels else read_labels(
+            args.sample_labels, len(samples), self.clf.num_classes, f"{args.classifier} has {self.clf.num_classes} "
+            "classes", hint="re-run the sample stage (dvc repro -f sample)", low=-1)
 
     def _first(self, path: str, n: int, images: np.ndarray | None = None) -> np.ndarray:
         images = files.read_image_array(path) if images is None else images
@@ -98,6 +104,9 @@ class InDomain:
         metrics = {"fd_classifier": classes.fd_classifier(real, fake),
                    "fd_classifier_floor": classes.fd_classifier(real, train_real),
                    **{k: found[k] for k in ("class_max_deviation", "class_entropy", "confident_fraction")}}
+        accuracy = None if self.sample_labels is None else classes.conditional_accuracy(probs, self.sample_labels)
+        if accuracy is not None:  # class-conditional samples
+            metrics["cond_accuracy"] = accuracy
         report = {
             "held_out_accuracy": self.clf.accuracy, "num_classes": self.clf.num_classes,
             "features": f"the classifier's penultimate layer, {fake.shape[1]}-d",
@@ -108,6 +117,8 @@ class InDomain:
             "entropy_units": "nats", "class_entropy": found["class_entropy"],
             "class_entropy_data": found["class_entropy_data"], "confidence": cfg.confidence,
             "histogram": found["histogram"],
+            "cond_accuracy": None if accuracy is None else "the share of the samples generated for a class whose most "
+                             "probable class is that class",
         }
         return metrics, report
 

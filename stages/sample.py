@@ -1,6 +1,10 @@
 """Stage `sample`: checkpoint (EMA weights) -> N images as .npy, grid PNG, pixel CSV, report and cost.
 
 Params: section `sample`. The model, schedule and image shape come from the checkpoint alone.
+
+A class-conditional checkpoint samples image i towards class `sample.labels[i % len]` with classifier-free
+guidance at `sample.guidance_scale` ([] = unconditional, the null label); the labels go to `--labels-out`
+(-1 = none), into the CSV's `label` column, and the grid shows one class per row.
 """
 from __future__ import annotations
 
@@ -21,10 +25,10 @@ from diffpipe.core.devices import autocast_dtype, resolve_device  # noqa: E402
 from diffpipe.core.params import load_params  # noqa: E402
 from diffpipe.data.pixel_csv import write_pixel_csv  # noqa: E402
 from diffpipe.diffusion.checkpoint import load_model  # noqa: E402
-from diffpipe.diffusion.generate import record_process, timed_generate  # noqa: E402
+from diffpipe.diffusion.generate import record_process, requested_labels, timed_generate  # noqa: E402
 from diffpipe.diffusion.samplers import describe_sampler  # noqa: E402
 from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
-from diffpipe.pictures.grids import save_grid  # noqa: E402
+from diffpipe.pictures.grids import class_rows, save_grid  # noqa: E402
 from diffpipe.pictures.process import save_process  # noqa: E402
 
 
@@ -33,6 +37,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", required=True, help="output .npy, uint8 (N, C, H, W)")
+    p.add_argument("--labels-out", required=True, help="output .npy, int64 (N,): each image's requested class, -1 = none")
     p.add_argument("--grid", required=True, help="output PNG grid of the first sample.grid_images images")
     p.add_argument("--csv", help="output CSV in the source's pixel0… format (1-channel data only)")
     p.add_argument("--report", required=True, help="output JSON: the sampler used, pixel mean, strip timesteps")
@@ -48,24 +53,31 @@ def main() -> None:
     world, device = distributed.init(resolve_device(cfg.device, "sample.device"))
     loaded = load_model(args.checkpoint, device)
     cfg.check_timesteps(loaded.diffusion.num_timesteps, "sample")
+    cfg.check_labels(loaded.model_cfg.num_classes, args.checkpoint)
+    labels = requested_labels(cfg.labels, cfg.num_images)
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
     images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg, cfg.num_images,
                                      cfg.first_seed, cfg.batch_size, autocast_dtype(cfg.precision), norm=loaded.norm,
-                                     world=world)
+                                     world=world, labels=labels, guidance_scale=cfg.guidance_scale)
     if not world.main:  # rank 0 draws the pictures and writes every output
         return
     seeds = range(cfg.first_seed, cfg.first_seed + cfg.process_seeds)
     frames, x0s, ts = record_process(loaded.model, schedule, loaded.image_shape, seeds, cfg, cfg.process_frames,
-                                     loaded.norm)
+                                     loaded.norm, requested_labels(cfg.labels, len(seeds)), cfg.guidance_scale)
     strip_t = save_process(frames, x0s, ts, args.process_gif, args.process_strip, cfg.strip_columns)
     files.write_npy(args.out, images)
-    save_grid(args.grid, images[: cfg.grid_images], scale=2)
+    files.write_npy(args.labels_out, np.full(len(images), -1, dtype=np.int64) if labels is None else labels)
+    if labels is None:
+        save_grid(args.grid, images[: cfg.grid_images], scale=2)
+    else:
+        save_grid(args.grid, *class_rows(images, labels, cfg.grid_images), scale=2)
     if args.csv:
-        write_pixel_csv(args.csv, images)
+        write_pixel_csv(args.csv, images, labels)
     files.write_json(args.report, {
         "num_images": cfg.num_images,
         **describe_sampler(cfg, loaded.diffusion.num_timesteps),
         "first_seed": cfg.first_seed,
+        "labels": list(cfg.labels), "guidance_scale": cfg.guidance_scale if cfg.labels else None,
         "pixel_mean": float(np.mean(images) / 255.0),
         "strip_timesteps": strip_t,
     })

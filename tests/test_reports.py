@@ -18,7 +18,8 @@ from diffpipe.pictures.process import save_process
 
 TINY = model_cfg(**TINY_UNET, attn_down=(False, False), attn_up=(False, False))
 POINT = dict(sampler="ddim", steps=10, eta=0.0, clip_x0=False)
-SWEEP = dict(num_images=10, batch_size=10, first_seed=0, kid_subset_size=5, kid_subsets=5)
+SWEEP = dict(num_images=10, batch_size=10, first_seed=0, kid_subset_size=5, kid_subsets=5, guidance_scales=[],
+             guidance_point="a")
 
 
 def tiny_model():

@@ -16,7 +16,7 @@ from diffpipe.nets.resunet import ResUNet, noise_embedding
 
 
 def resunet_model_cfg(**kw) -> ModelConfig:
-    return from_dict(ModelConfig, {"arch": "resunet", "unet": REDUCED_UNET, "resunet": {**RESUNET, **kw}}, "model")
+    return from_dict(ModelConfig, {"arch": "resunet", "num_classes": 0, "unet": REDUCED_UNET, "resunet": {**RESUNET, **kw}}, "model")
 
 
 @pytest.mark.parametrize("widths, depth, channels, size", [((16, 24, 32), 2, 3, 64), ((8, 16), 1, 1, 28), ((8, 8, 8, 8), 1, 3, 32)])

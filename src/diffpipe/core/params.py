@@ -207,8 +207,14 @@ class ModelConfig:
     """`model.arch` picks the network; each has its own sub-section, both always present."""
 
     arch: Literal["unet", "resunet"]
+    num_classes: int  # 0 = unconditional (the source systems); K = a learned label embedding (K classes + a null
+    # token) added to the time / noise embedding: class-conditional, with classifier-free guidance
     unet: UNetConfig
     resunet: ResUNetConfig
+
+    def check(self, key: str) -> None:
+        require(self.num_classes == 0 or self.num_classes >= 2, f"{key}.num_classes",
+                f"must be 0 (unconditional) or at least 2 classes, got {self.num_classes}")
 
     def check_image(self, channels: int, size: int) -> None:
         (self.unet if self.arch == "unet" else self.resunet).check_image(channels, size)
@@ -240,8 +246,12 @@ class TrainConfig:
     grid_steps: int  # per-epoch preview grid: DDIM steps (eta 0)
     checkpoint_every: int  # save the resumable state every N steps (and at each epoch end); 0 = epoch ends only
     processes: int  # torchrun processes (DistributedDataParallel); each step's batch is split between them
+    cond_drop_prob: float  # with model.num_classes: share of images trained with the null label (classifier-free
+    # guidance, Ho & Salimans 2021), drawn per image position (noise.LABEL_DROP); unused when unconditional
 
     def check(self, key: str) -> None:
+        require(0.0 <= self.cond_drop_prob < 1.0, f"{key}.cond_drop_prob",
+                f"must be in [0, 1) (a share of the images), got {self.cond_drop_prob}")
         require(self.epochs >= 1, f"{key}.epochs", f"must be >= 1, got {self.epochs}")
         require(self.processes >= 1, f"{key}.processes", f"must be >= 1, got {self.processes}")
         require(self.batch_size >= self.processes, f"{key}.batch_size",
@@ -301,12 +311,25 @@ class SampleConfig(SamplerSpec):
     process_frames: int  # GIF frames (evenly spaced steps)
     strip_columns: int  # x0-prediction columns in the strip
     processes: int  # torchrun processes: images are split between them by index and gathered
+    labels: tuple[int, ...]  # class-conditional models: image i gets labels[i % len(labels)]; [] = unconditional
+    guidance_scale: float  # w: eps = eps_uncond + w (eps_cond - eps_uncond); 1 = conditional, 0 = unconditional
 
     def check(self, key: str) -> None:
         super().check(key)
-        for name, low in (("num_images", 1), ("batch_size", 1), ("first_seed", 0), ("grid_images", 1), ("processes", 1),
-                          ("process_seeds", 1), ("process_frames", 2), ("strip_columns", 2)):
-            require(getattr(self, name) >= low, f"{key}.{name}", f"must be >= {low}, got {getattr(self, name)}")
+        require(all(c >= 0 for c in self.labels), f"{key}.labels", f"must be class numbers >= 0, got {list(self.labels)}")
+        require(self.guidance_scale >= 0, f"{key}.guidance_scale", f"must be >= 0, got {self.guidance_scale}")
+        require(self.labels or self.guidance_scale == 1.0, f"{key}.guidance_scale",
+                f"({self.guidance_scale}) guides towards a label: set {key}.labels, or keep 1.0 for unlabelled samples")
+
+    def check_labels(self, num_classes: int, where: str) -> None:
+        """The requested labels fit a model of `num_classes` classes (0 = unconditional), read from `where`."""
+        if self.labels and num_classes == 0:
+            raise ConfigError(f"params key `sample.labels` asks for labels {list(self.labels)}, but {where} is an "
+                              "unconditional model (model.num_classes = 0)")
+        bad = [c for c in self.labels if c >= num_classes]
+        if bad:
+            raise ConfigError(f"params key `sample.labels` has class {bad[0]}, but {where} has {num_classes} classes "
+                              f"(0-{num_classes - 1})")
 
 
 # ---- classifier ----------------------------------------------------------------------------------------
@@ -385,7 +408,10 @@ class SweepConfig:
     first_seed: int
     kid_subset_size: int
     kid_subsets: int
-    points: dict[str, SamplerSpec]
+    points: dict[str, SamplerSpec]  # sampled with `sample.labels` at `sample.guidance_scale`
+    guidance_scales: tuple[float, ...]  # class-conditional models: one more point per scale, `guidance_point`'s
+    # sampler with `sample.labels`, scored also by the classifier's agreement with the label; [] = none
+    guidance_point: str  # the point whose sampler settings the guidance points use
 
     def check(self, key: str) -> None:
         require(self.num_images >= 2, f"{key}.num_images", f"must be >= 2, got {self.num_images}")
@@ -394,6 +420,10 @@ class SweepConfig:
                 f"must be in [2, {key}.num_images = {self.num_images}], got {self.kid_subset_size}")
         require(self.kid_subsets >= 1, f"{key}.kid_subsets", f"must be >= 1, got {self.kid_subsets}")
         require(len(self.points) >= 1, f"{key}.points", "needs at least one named point")
+        require(all(w >= 0 for w in self.guidance_scales), f"{key}.guidance_scales",
+                f"must be >= 0, got {list(self.guidance_scales)}")
+        require(not self.guidance_scales or self.guidance_point in self.points, f"{key}.guidance_point",
+                f"({self.guidance_point!r}) must name one of {key}.points: {sorted(self.points)}")
 
     def point(self, name: str) -> SamplerSpec:
         if name not in self.points:
@@ -430,7 +460,14 @@ class Params:
         if self.prepare.reference_limit:
             require(self.evaluate.num_real <= self.prepare.reference_limit, "evaluate.num_real",
                     f"({self.evaluate.num_real}) must not exceed prepare.reference_limit ({self.prepare.reference_limit})")
+        require(self.model.num_classes in (0, self.prepare.num_classes), "model.num_classes",
+                f"({self.model.num_classes}) must be 0 (unconditional) or prepare.num_classes "
+                f"({self.prepare.num_classes}), the classes of the data")
+        if self.sample.labels:
+            self.sample.check_labels(self.model.num_classes, "params.yaml's `model`")
         if self.sweep is not None:
+            require(not self.sweep.guidance_scales or bool(self.sample.labels), "sweep.guidance_scales",
+                    "needs sample.labels: guidance steers towards requested labels")
             for name, point in self.sweep.points.items():
                 point.check_timesteps(T, f"sweep.points.{name}")
             require(self.sweep.kid_subset_size <= self.evaluate.num_real, "sweep.kid_subset_size",

@@ -16,21 +16,22 @@ from ..core.errors import PipelineError
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: str | os.PathLike, place: Callable[[int], str],
-                 why: str) -> np.ndarray:
-    """`labels` as int64 if every one is in [0, num_classes); else an error naming `source` and `place(i)` of the
-    first bad row i (0-based). `why` says where num_classes comes from (e.g. the params key)."""
+                 why: str, low: int = 0) -> np.ndarray:
+    """`labels` as int64 if every one is in [low, num_classes); else an error naming `source` and `place(i)` of
+    the first bad row i (0-based). `why` says where num_classes comes from (e.g. the params key)."""
     labels = np.asarray(labels)
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    bad = np.flatnonzero((labels < low) | (labels >= num_classes))
     if bad.size:
         i = int(bad[0])
-        raise PipelineError(f"{source}: {place(i)}: label {int(labels[i])} is outside 0-{num_classes - 1} ({why})")
+        raise PipelineError(f"{source}: {place(i)}: label {int(labels[i])} is outside {low}-{num_classes - 1} ({why})")
     return labels.astype(np.int64)
 
 
-def read_labels(path: str | os.PathLike, count: int, num_classes: int, why: str) -> np.ndarray:
-    """Labels written by `prepare`: int64 (N,) .npy with N == `count` (the matching images), each in
-    [0, num_classes); anything else is one PipelineError naming the file (and the row)."""
-    hint = "re-run the prepare stage (dvc repro -f prepare)"
+def read_labels(path: str | os.PathLike, count: int, num_classes: int, why: str,
+                hint: str = "re-run the prepare stage (dvc repro -f prepare)", low: int = 0) -> np.ndarray:
+    """Labels written by `prepare` (or, with low = -1 for "no label", by `sample`): int64 (N,) .npy with
+    N == `count` (the matching images), each in [low, num_classes); anything else is one PipelineError naming
+    the file (and the row)."""
     try:
         labels = np.load(path)
     except FileNotFoundError:
@@ -41,7 +42,7 @@ def read_labels(path: str | os.PathLike, count: int, num_classes: int, why: str)
         raise PipelineError(f"{path}: expected integer labels (N,), got {labels.dtype} {labels.shape}; {hint}")
     if len(labels) != count:
         raise PipelineError(f"{path}: {len(labels)} labels for {count} images; {hint}")
-    return check_labels(labels, num_classes, path, lambda i: f"row {i + 1}", why)
+    return check_labels(labels, num_classes, path, lambda i: f"row {i + 1}", why, low)
 
 
 def folder_labels(root: str | os.PathLike, paths: list[str], num_classes: int,

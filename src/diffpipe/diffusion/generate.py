@@ -4,6 +4,9 @@ Image i uses seed first_seed + i, so it does not depend on the batching, nor on 
 under torchrun each process makes a contiguous run of whole batches and the images are gathered in index
 order (core/distributed.py). Both functions go through
 `samplers.run_sampler` with one `SamplerSpec`, and map model units back to uint8 the same way.
+
+Class-conditional models take `labels` (N,) (image i's requested class; None = unconditional) and a guidance
+scale (denoiser.guided); `requested_labels` spreads `sample.labels` over the images.
 """
 from __future__ import annotations
 
@@ -18,20 +21,35 @@ from ..core.params import SamplerSpec
 from ..core.progress import progress_bar
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_uint8
-from .denoiser import make_eps_fn
+from .denoiser import guided, make_eps_fn
 from .noise import ImageNoise
 from .samplers import run_sampler, sampler_timesteps
 from .schedule import NoiseSchedule
 
 
+def requested_labels(labels: tuple[int, ...] | list[int], count: int, first: int = 0) -> np.ndarray | None:
+    """The class of images first … first + count - 1 when the list `labels` is repeated (int64), None for []."""
+    if not len(labels):
+        return None
+    return np.asarray(labels, dtype=np.int64)[np.arange(first, first + count) % len(labels)]
+
+
+def _label_tensor(labels: np.ndarray | None, start: int, stop: int, device: torch.device) -> torch.Tensor | None:
+    return None if labels is None else torch.as_tensor(labels[start:stop], dtype=torch.long, device=device)
+
+
 def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
              spec: SamplerSpec, num_images: int, first_seed: int, batch_size: int,
              autocast_dtype: torch.dtype | None = None, progress: bool = True,
-             norm: ChannelNorm | None = None, world: distributed.World = distributed.SINGLE) -> np.ndarray:
-    """N images as uint8 (N, C, H, W); image i depends only on seed first_seed + i, not on the batching.
+             norm: ChannelNorm | None = None, world: distributed.World = distributed.SINGLE,
+             labels: np.ndarray | None = None, guidance_scale: float = 1.0) -> np.ndarray:
+    """N images as uint8 (N, C, H, W); image i depends only on seed first_seed + i (and its label), not on the
+    batching. `labels` (N,): the class each image is guided towards at `guidance_scale` (None: unconditional).
 
     With a distributed `world`, this rank makes its shard of whole batches and every rank returns all N."""
     device = next(model.parameters()).device
+    if labels is not None and len(labels) != num_images:
+        raise ValueError(f"{len(labels)} labels for {num_images} images")
     eps_fn = make_eps_fn(model, schedule, autocast_dtype)
     norm = norm or ChannelNorm.identity(image_shape[0])
     mine = distributed.shard(num_images, world, batch_size)
@@ -41,7 +59,8 @@ def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple
                        unit="img-step", enabled=progress and world.main)
     for start in range(mine.start, mine.stop, batch_size):
         seeds = range(first_seed + start, first_seed + min(start + batch_size, mine.stop))
-        x0 = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device),
+        eps = guided(eps_fn, _label_tensor(labels, start, start + len(seeds), device), guidance_scale)
+        x0 = run_sampler(spec, eps, schedule, ImageNoise(seeds, image_shape, device),
                          callback=lambda *_, n=len(seeds): bar.update(n), x0_bounds=norm.data_bounds(device))
         if not torch.isfinite(x0).all():
             raise PipelineError(f"sampling produced non-finite values for images {start}..{start + len(seeds) - 1} "
@@ -59,14 +78,16 @@ def timed_generate(*args, **kwargs) -> tuple[np.ndarray, float]:
 
 @torch.no_grad()
 def record_process(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
-                   seeds, spec: SamplerSpec, num_frames: int, norm: ChannelNorm | None = None):
-    """Run one sampler over `seeds`; return (frames of x_t, x0-predictions, their timesteps) as uint8 arrays.
+                   seeds, spec: SamplerSpec, num_frames: int, norm: ChannelNorm | None = None,
+                   labels: np.ndarray | None = None, guidance_scale: float = 1.0):
+    """Run one sampler over `seeds` (with their `labels`, as in `generate`); return (frames of x_t,
+    x0-predictions, their timesteps) as uint8 arrays.
 
     frames: (F, B, C, H, W) at about `num_frames` evenly spaced steps; the last frame is the final image,
     whose timestep is given as -1.
     """
     device = next(model.parameters()).device
-    eps_fn = make_eps_fn(model, schedule)
+    eps_fn = guided(make_eps_fn(model, schedule), _label_tensor(labels, 0, len(seeds), device), guidance_scale)
     total = len(sampler_timesteps(spec, schedule.num_timesteps))
     keep = set(np.unique(np.linspace(0, total - 1, num_frames).round().astype(int)).tolist())
     frames, x0s, ts = [], [], []

@@ -12,6 +12,10 @@ wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA), and each rank's 
 of the global batch mean, so the averaged gradient is the single-process one: k × B/k follows the trajectory
 of 1 × B to float round-off. The EMA is updated from identical weights on every rank; rank 0 alone writes
 the resumable state, the checkpoint, the grids and the DVCLive history.
+
+Class-conditional models (`model.num_classes` > 0) see each image's label, replaced by the null label -1 for a
+share `train.cond_drop_prob` of the images (classifier-free guidance, Ho & Salimans 2021); which images is also
+a function of (train.seed, position), so it too is the same for any process count and across a resume.
 """
 from __future__ import annotations
 
@@ -69,6 +73,16 @@ def step_noise(seed: int, positions: torch.Tensor, num_timesteps: int, image_sha
     t = noise.randint(key, lo, hi, noise.TIMESTEP, num_timesteps)
     eps = noise.normal(key, lo, hi, noise.EPS, math.prod(image_shape)).view(len(positions), *image_shape)
     return t, eps
+
+
+def step_labels(seed: int, positions: torch.Tensor, labels: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """The labels the network sees for the images at global `positions`: their own, or the null label -1 with
+    probability `drop_prob`, decided by a uniform keyed by (seed, position) (noise.LABEL_DROP)."""
+    if drop_prob == 0:
+        return labels
+    key = torch.full_like(positions, seed)
+    u = noise.uniform_from_words(noise.random_words(key, positions & 0xFFFFFFFF, positions >> 32, noise.LABEL_DROP, 1))
+    return torch.where(u[:, 0] < drop_prob, torch.full_like(labels, -1), labels)
 
 
 def epoch_order(seed: int, epoch: int, n: int, repeats: int, device: torch.device) -> torch.Tensor:
@@ -144,10 +158,11 @@ CONTINUABLE = ("epochs", "checkpoint_every", "processes")
 
 
 def run_fingerprint(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig,
-                    cfg: TrainConfig) -> dict:
+                    cfg: TrainConfig, labels: Optional[np.ndarray] = None) -> dict:
     continuable = CONTINUABLE if cfg.lr_schedule == "constant" else tuple(k for k in CONTINUABLE if k != "epochs")
     train_keys = {k: v for k, v in to_dict(cfg).items() if k not in continuable}
-    return {"data_md5": hashlib.md5(np.ascontiguousarray(images).tobytes()).hexdigest(),
+    used = {} if labels is None else {"labels_md5": hashlib.md5(np.ascontiguousarray(labels).tobytes()).hexdigest()}
+    return {**used, "data_md5": hashlib.md5(np.ascontiguousarray(images).tobytes()).hexdigest(),
             "data_shape": list(images.shape), "diffusion": to_dict(diffusion), "model": to_dict(model_cfg),
             "train": train_keys}
 
@@ -188,8 +203,10 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
           state_dir: Optional[Path] = None,
           on_epoch_end: Optional[Callable[[int, nn.Module, NoiseSchedule, ChannelNorm], None]] = None,
           progress: bool = True, log: Callable[[str], None] = print,
-          history: Optional[TrainingLog] = None) -> TrainResult:
+          history: Optional[TrainingLog] = None, labels: Optional[np.ndarray] = None) -> TrainResult:
     """Train on uint8 images (N, C, H, W). `on_epoch_end(epoch, ema_model, schedule, norm)` e.g. writes a grid.
+
+    `labels` (N,) int64 in [0, model.num_classes): required by a class-conditional model, unused otherwise.
 
     `history` (DVCLive) receives, every `train.log_every` steps, the window loss, learning rate, EMA decay
     and throughput, and each epoch's mean loss; it is opened resumed when the state is.
@@ -201,6 +218,14 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     logs and calls `on_epoch_end`, and the other ranks' result has no checkpoint (None).
     """
     n, c, h, w = images.shape
+    if model_cfg.num_classes == 0:
+        labels = None
+    elif labels is None:
+        raise PipelineError(f"model.num_classes is {model_cfg.num_classes}, but no training labels were given "
+                            "(a class-conditional model trains on labelled data)")
+    elif labels.shape != (n,) or int(labels.min()) < 0 or int(labels.max()) >= model_cfg.num_classes:
+        raise PipelineError(f"training labels must be (N,) = ({n},) integers in 0-{model_cfg.num_classes - 1} "
+                            f"(model.num_classes), got shape {labels.shape}, range {labels.min()}-{labels.max()}")
     world, device = distributed.init(resolve_device(cfg.device, "train.device"), split_threads=True)
     main = world.main
     torch.manual_seed(cfg.seed)
@@ -219,12 +244,13 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
 
     norm = ChannelNorm.measure(images) if cfg.normalize else ChannelNorm.identity(c)
     data = torch.from_numpy(images).to(device)  # uint8, resident on the device
+    label_data = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
     per_epoch = n * cfg.repeats  # an epoch walks the set `repeats` times, each pass in its own order
     steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
     run = {"step": 0, "epoch": 0, "batch": 0, "epoch_sum": torch.zeros((), device=device),
            "window_sum": torch.zeros((), device=device), "window_n": 0, "step_losses": [], "epoch_losses": [],
            "best": None, "saved_step": None}
-    fingerprint = run_fingerprint(images, diffusion, model_cfg, cfg)
+    fingerprint = run_fingerprint(images, diffusion, model_cfg, cfg, labels)
     if state_dir is not None:
         state_dir = Path(state_dir)
         # Rank 0 reads the state and sends it to the others, whose machines need not have it (several nodes).
@@ -295,9 +321,12 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             part = distributed.shard(size, world)
             mine = slots[part.start:part.stop]  # this rank's contiguous share of it
             x0 = norm.apply(to_model_range(data[order[mine]])).contiguous(memory_format=memory_format)
-            t, eps = step_noise(cfg.seed, epoch * per_epoch + mine, diffusion.num_timesteps, (c, h, w))
+            positions = epoch * per_epoch + mine
+            t, eps = step_noise(cfg.seed, positions, diffusion.num_timesteps, (c, h, w))
+            y = None if label_data is None else step_labels(cfg.seed, positions, label_data[order[mine]],
+                                                             cfg.cond_drop_prob)
             x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
-            losses = image_losses(eps_fn(x_t, t), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
+            losses = image_losses(eps_fn(x_t, t, y), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
             # This rank's share of the global batch mean; DDP averages the k ranks' gradients, hence × k.
             loss = losses.sum() * (world.size / size)
             for group in optimizer.param_groups:  # a function of the step alone: resumes exactly

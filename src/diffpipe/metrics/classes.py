@@ -7,6 +7,8 @@
   training data's class frequencies: `class_max_deviation` = max_c |p_gen(c) - p_data(c)| and
   `class_entropy` = H(p_gen) in nats (ln 10 = 2.303 for ten equally frequent classes), beside H(p_data).
 - `confident_fraction`: the share of samples whose top class probability is >= `evaluate.confidence`.
+- `cond_accuracy` (class-conditional samples): the share of samples whose most probable class is the class
+  they were generated for.
 """
 from __future__ import annotations
 
@@ -43,3 +45,12 @@ def class_metrics(probs: np.ndarray, data_frequencies: np.ndarray, confidence: f
         "confident_fraction": float((probs.max(axis=1) >= confidence).mean()),
         "histogram": {str(c): {"generated": float(p_gen[c]), "data": float(p_data[c])} for c in range(k)},
     }
+
+
+def conditional_accuracy(probs: np.ndarray, labels: np.ndarray) -> float | None:
+    """The share of the labelled samples (label >= 0) whose most probable class is their label; None if none is."""
+    labels = np.asarray(labels)
+    mine = labels >= 0
+    if not mine.any():
+        return None
+    return float((np.asarray(probs)[mine].argmax(axis=1) == labels[mine]).mean())

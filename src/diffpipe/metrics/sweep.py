@@ -4,6 +4,11 @@ Each point (DDIM at S steps and eta, or DDPM at all T steps) samples the same se
 first_seed … first_seed + num_images - 1, so points differ only in the sampler. The cost axis is the number
 of network evaluations per image (NFE): deterministic, so the summary never depends on timings (those are
 in the cost file). Points are grouped into series (sampler and eta) so the plot never joins unlike points.
+
+For a class-conditional model every point samples `sample.labels` at `sample.guidance_scale`, and the
+guidance points (`sweep.guidance_scales`) repeat one point's sampler at other scales: their rows carry the
+classifier's agreement with the requested labels (`accuracy`). Guidance at a scale other than 0 or 1 runs
+the network twice per step (conditional and unconditional), which the NFE counts.
 """
 from __future__ import annotations
 
@@ -12,11 +17,25 @@ def series_name(sampler: str, eta: float) -> str:
     return "DDPM" if sampler == "ddpm" else f"DDIM eta={eta:g}"
 
 
-def point_row(name: str, described: dict, fid: float, kid_mean: float, kid_std: float) -> dict:
-    """One flat row: the point, its series, its NFE and its scores. `described` is `describe_sampler`'s dict."""
+def guidance_name(scale: float) -> str:
+    """The guidance point of scale w: w0, w1, w2p5 (no dot: the name is a key in the metrics)."""
+    return f"w{scale:g}".replace(".", "p")
+
+
+def network_calls(labelled: bool, scale: float) -> int:
+    """Network evaluations per sampler step: 2 for guidance between/beyond the conditional and unconditional."""
+    return 2 if labelled and scale not in (0.0, 1.0) else 1
+
+
+def point_row(name: str, described: dict, fid: float, kid_mean: float, kid_std: float,
+              guidance_scale: float | None = None, accuracy: float | None = None) -> dict:
+    """One flat row: the point, its series, its NFE and its scores. `described` is `describe_sampler`'s dict;
+    `guidance_scale` None = unlabelled samples (then no accuracy)."""
+    calls = network_calls(guidance_scale is not None, guidance_scale or 0.0)
     return {"point": name, "series": series_name(described["sampler"], described["eta"]),
             "sampler": described["sampler"], "steps": described["steps"], "eta": described["eta"],
-            "nfe": described["steps"], "fid": fid, "kid_mean": kid_mean, "kid_std": kid_std}
+            "nfe": described["steps"] * calls, "guidance_scale": guidance_scale, "fid": fid, "kid_mean": kid_mean,
+            "kid_std": kid_std, "accuracy": accuracy}
 
 
 def sorted_rows(rows: list[dict]) -> list[dict]:
@@ -25,15 +44,21 @@ def sorted_rows(rows: list[dict]) -> list[dict]:
 
 
 def metrics_of(rows: list[dict]) -> dict:
-    """The DVC metrics: per point, FID and KID (mean and std), nothing else."""
-    return {r["point"]: {"fid": r["fid"], "kid_mean": r["kid_mean"], "kid_std": r["kid_std"]} for r in rows}
+    """The DVC metrics: per point, FID and KID (mean and std), and the accuracy of labelled samples."""
+    keys = ("fid", "kid_mean", "kid_std", "accuracy")
+    return {r["point"]: {k: r[k] for k in keys if r[k] is not None} for r in rows}
 
 
 def markdown_table(rows: list[dict], num_images: int) -> str:
+    labelled = any(r["guidance_scale"] is not None for r in rows)
+    extra = (" | w | accuracy", "|---|---") if labelled else ("", "")
     lines = [f"Sampler sweep: {num_images} generated images per point, same seeds for every point; "
-             "NFE = network evaluations per image.", "",
-             "| point | sampler | steps | eta | NFE | FID | KID × 1e3 |", "|---|---|---|---|---|---|---|"]
+             "NFE = network evaluations per image" + ("; w = guidance scale; accuracy = the classifier agrees "
+                                                      "with the requested label." if labelled else "."), "",
+             f"| point | sampler | steps | eta | NFE{extra[0]} | FID | KID × 1e3 |", f"|---|---|---|---|---{extra[1]}|---|---|"]
     for r in rows:
-        lines.append(f"| {r['point']} | {r['sampler']} | {r['steps']} | {r['eta']} | {r['nfe']} | {r['fid']:.2f} | "
+        accuracy = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        more = f" | {r['guidance_scale']:g} | {accuracy}" if labelled else ""
+        lines.append(f"| {r['point']} | {r['sampler']} | {r['steps']} | {r['eta']} | {r['nfe']}{more} | {r['fid']:.2f} | "
                      f"{1e3 * r['kid_mean']:.2f} ± {1e3 * r['kid_std']:.2f} |")
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core.params import ResUNetConfig
+from .labels import check_unlabelled, make_label_embedding
 
 
 def noise_embedding(noise_variance: torch.Tensor, dims: int, f_min: float, f_max: float) -> torch.Tensor:
@@ -45,7 +46,7 @@ class ResidualBlock(nn.Module):
 class ResUNet(nn.Module):
     conditioning = "noise_variance"
 
-    def __init__(self, cfg: ResUNetConfig, image_channels: int):
+    def __init__(self, cfg: ResUNetConfig, image_channels: int, num_classes: int = 0):
         super().__init__()
         self.cfg = cfg
         w, depth = cfg.widths, cfg.block_depth
@@ -76,11 +77,19 @@ class ResUNet(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
         nn.init.zeros_(self.conv_out.weight)  # the source's kernel_initializer="zeros"
+        # Built last, so the other weights start as the unconditional network's for the same seed.
+        self.label_emb = make_label_embedding(num_classes, cfg.embedding_dims)
 
-    def forward(self, x: torch.Tensor, noise_variance: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise_variance: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """labels (B,) class numbers with -1 = none (conditional networks only): their vector is added to the
+        noise embedding before it is broadcast over the image."""
         b, _, h, w = x.shape
         cfg = self.cfg
         e = noise_embedding(noise_variance, cfg.embedding_dims, cfg.embedding_min_frequency, cfg.embedding_max_frequency)
+        if self.label_emb is None:
+            check_unlabelled(labels)
+        else:
+            e = e + self.label_emb(labels, b, x.device)
         x = torch.cat([self.conv_in(x), e[:, :, None, None].expand(b, -1, h, w).to(x.dtype)], dim=1)
         skips = []
         for blocks in self.down:

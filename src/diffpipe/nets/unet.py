@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core.params import UNetConfig
+from .labels import check_unlabelled, make_label_embedding
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -172,7 +173,7 @@ class UpC(nn.Module):
 class UNet(nn.Module):
     conditioning = "timestep"
 
-    def __init__(self, cfg: UNetConfig, image_channels: int):
+    def __init__(self, cfg: UNetConfig, image_channels: int, num_classes: int = 0):
         super().__init__()
         self.cfg, self.image_channels = cfg, image_channels
         d = cfg.t_emb_dim
@@ -190,9 +191,16 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList(ups)
         self.norm_out = nn.GroupNorm(cfg.norm_groups, cfg.up_ch[-1])
         self.conv_out = nn.Conv2d(cfg.up_ch[-1], image_channels, 3, padding=1)
+        # Built last, so the other weights start as the unconditional network's for the same seed.
+        self.label_emb = make_label_embedding(num_classes, d)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) floats, labels (B,) class numbers with -1 = none (conditional networks only)."""
         t_emb = self.t_proj(sinusoidal_embedding(t, self.cfg.t_emb_dim))  # (B, d)
+        if self.label_emb is None:
+            check_unlabelled(labels)
+        else:
+            t_emb = t_emb + self.label_emb(labels, x.shape[0], x.device)
         x = self.conv_in(x)  # (B, down_ch[0], H, W)
         skips = []
         for down in self.downs:

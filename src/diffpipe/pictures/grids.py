@@ -40,3 +40,16 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int | None = No
     img = grid_image(images, nrow, scale)
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
+
+
+def class_rows(images: np.ndarray, labels: np.ndarray, count: int) -> tuple[np.ndarray, int]:
+    """About `count` of (N, C, H, W) `images` arranged one class per row: for each distinct label (ascending),
+    its first `count // classes` images (at least 1; black where a class has fewer). -> (images, per row)."""
+    classes = np.unique(labels)
+    per_row = max(1, count // len(classes))
+    rows = []
+    for c in classes:
+        mine = images[labels == c][:per_row]
+        pad = np.zeros((per_row - len(mine), *images.shape[1:]), dtype=images.dtype)
+        rows.append(np.concatenate([mine, pad]))
+    return np.concatenate(rows), per_row

@@ -12,10 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ..core.files import atomic_path  # noqa: E402
 
 
-def write_csv_rows(path: str | os.PathLike, rows: list[dict]) -> None:
+def write_csv_rows(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> None:
+    """Rows as CSV; `fieldnames` (default: the first row's keys) lets an empty table keep its header."""
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0].keys()))
             writer.writeheader()
             writer.writerows(rows)
 
@@ -60,4 +61,28 @@ def plot_xy(rows: list[dict], x: str, y: str, path: str | os.PathLike, title: st
     ax.grid(alpha=0.3)
     if group:
         ax.legend()
+    _save(fig, path)
+
+
+def plot_guidance(rows: list[dict], path: str | os.PathLike, num_images: int) -> None:
+    """Classifier-free guidance sweep: accuracy and KID against the guidance scale w (side by side); a note
+    instead when there are no guidance points (an unconditional model)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    if not rows:
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(0, 0.5, "no guidance points (sweep.guidance_scales is empty)", fontsize=11)
+        _save(fig, path)
+        return
+    rows = sorted(rows, key=lambda r: r["guidance_scale"])
+    w = [r["guidance_scale"] for r in rows]
+    if all(r["accuracy"] is not None for r in rows):
+        axes[0].plot(w, [r["accuracy"] for r in rows], "o-")
+    axes[0].set_ylabel("accuracy (classifier agrees with the label)")
+    axes[1].errorbar(w, [r["kid_mean"] for r in rows], yerr=[r["kid_std"] for r in rows], fmt="o-", capsize=3)
+    axes[1].set_ylabel("KID")
+    for ax in axes:
+        ax.set_xlabel("guidance scale w")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"classifier-free guidance: {num_images} images per scale")
     _save(fig, path)
