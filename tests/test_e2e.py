@@ -47,7 +47,7 @@ def repo(tmp_path_factory):
     params["sample"]["eta"] = 0.0  # the "pull request": a sampler change and a change in the package,
     params["model"]["num_classes"] = 10  # and the model made class-conditional, sampled with guidance
     params["sample"].update(labels=list(range(10)), guidance_scale=2.0)
-    params["sweep"]["guidance_scales"] = [0.0, 2.0]
+    params["sweep"]["guidance_scales"] = [2.0]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sweep_py = dest / "src" / "diffpipe" / "metrics" / "sweep.py"
     sweep_py.write_text(sweep_py.read_text().replace("Sampler sweep:", "Sampler sweep (changed code):"))
@@ -95,7 +95,7 @@ def test_repro_writes_every_output(repo):
     assert csv_rows[0].startswith("label,pixel0,") and [r.split(",")[0] for r in csv_rows[1:]] == [str(v) for v in labels]
     guidance = (dest / "plots/guidance.csv").read_text().splitlines()
     assert guidance[0].startswith("point,guidance_scale,nfe,accuracy") and [g.split(",")[:3] for g in guidance[1:]] == \
-        [["w0", "0.0", "50"], ["w2", "2.0", "100"]]  # ddim50_eta1; w = 2 runs the network twice a step
+        [["w2", "2.0", "100"]]  # ddim50_eta1; w = 2 runs the network twice a step
     sweep = json.loads((dest / "metrics/sweep.json").read_text())
     assert set(sweep["w2"]) == {"fid", "kid_mean", "kid_std", "accuracy"} and "accuracy" in sweep["ddim25_eta1"]
     assert 0 <= json.loads((dest / "metrics/classifier.json").read_text())["accuracy"] <= 1
@@ -129,8 +129,8 @@ def test_metrics_are_few_numbers_and_timings_stay_out_of_dvc(repo):
             for path, result in ((rev.get("data") or {}).get("metrics") or {}).items():
                 numbers(path, result.get("data", {}))
     # train 5, evaluate 7 + 5 in-domain + the conditional accuracy, the classifier's accuracy 1, the sweep
-    # 5 points x 4 (FID, KID mean and std, accuracy) and 2 guidance points x 4
-    assert 0 < len(columns) <= 5 + 13 + 1 + 20 + 8, sorted(columns)
+    # 5 points x 4 (FID, KID mean and std, accuracy) and 1 guidance point x 4
+    assert 0 < len(columns) <= 5 + 13 + 1 + 20 + 4, sorted(columns)
     assert not any("emoji" in c or "second" in c or "per_s" in c for c in columns), sorted(columns)
     lock = yaml.safe_load((dest / "dvc.lock").read_text())["stages"]
     tracked = [f["path"] for stage in lock.values() for f in stage.get("deps", []) + stage.get("outs", [])]
@@ -288,7 +288,7 @@ def test_conditional_results_are_copied_from_the_experiments_commit(repo):
            if r.endswith("/ci-head")][0]
     evaluate = json.loads(run(["git", "show", f"{ref}:dvclive/evaluate/metrics.json"], dest, env))
     assert metrics["cond_accuracy"] == evaluate["cond_accuracy"] and metrics["kid_mean"] == evaluate["kid_mean"]
-    assert metrics["guidance_scale"] == 2.0 and set(metrics["guidance_sweep"]) == {"w0", "w2"}
+    assert metrics["guidance_scale"] == 2.0 and set(metrics["guidance_sweep"]) == {"w2"}
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["params_changed"]["prepare.train_limit"] == {"baseline": 0, "experiment": 256}  # tiny_repro.sh
     for name in ("grid.png", "guidance.png", "process_strip.png", "sweep.md"):
