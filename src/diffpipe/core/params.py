@@ -316,6 +316,9 @@ class SampleConfig(SamplerSpec):
 
     def check(self, key: str) -> None:
         super().check(key)
+        for name, low in (("num_images", 1), ("batch_size", 1), ("first_seed", 0), ("grid_images", 1), ("processes", 1),
+                          ("process_seeds", 1), ("process_frames", 2), ("strip_columns", 2)):
+            require(getattr(self, name) >= low, f"{key}.{name}", f"must be >= {low}, got {getattr(self, name)}")
         require(all(c >= 0 for c in self.labels), f"{key}.labels", f"must be class numbers >= 0, got {list(self.labels)}")
         require(self.guidance_scale >= 0, f"{key}.guidance_scale", f"must be >= 0, got {self.guidance_scale}")
         require(self.labels or self.guidance_scale == 1.0, f"{key}.guidance_scale",
