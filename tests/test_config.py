@@ -106,6 +106,17 @@ def test_labels_classifier_and_confidence_keys_are_checked(tmp_path, edit, key):
         load_edited(tmp_path, edit)
 
 
+@pytest.mark.parametrize("name, low", [("num_images", 1), ("batch_size", 1), ("first_seed", 0), ("grid_images", 1),
+                                       ("processes", 1), ("process_seeds", 1), ("process_frames", 2),
+                                       ("strip_columns", 2)])
+def test_sample_counts_have_lower_bounds(tmp_path, name, low):
+    with pytest.raises(ConfigError, match=rf"`sample.{name}` must be >= {low}, got {low - 1}"):
+        load_edited(tmp_path, lambda d: d["sample"].update({name: low - 1}))
+    # the bound itself is allowed (as far as this key goes: num_images below kid_subset_size is another rule)
+    if name != "num_images":
+        assert getattr(load_edited(tmp_path, lambda d: d["sample"].update({name: low})).sample, name) == low
+
+
 def test_unlabelled_data_go_with_a_null_classifier(tmp_path):
     params = load_edited(tmp_path, lambda d: d.update(classifier=None) or d["prepare"].update(num_classes=0))
     assert params.classifier is None and params.prepare.num_classes == 0
