@@ -8,7 +8,9 @@ features shared with `evaluate`. One stage for all points: a point removed from 
 A class-conditional checkpoint samples every point with `sample.labels` at `sample.guidance_scale`; the
 guidance points (`sweep.guidance_scales`) repeat `sweep.guidance_point` at other scales, and with
 --classifier each labelled point also reports the classifier's agreement with the labels (`accuracy`). The
-guidance rows go to --guidance-csv and --guidance-plot (accuracy and KID against the scale).
+guidance rows go to --guidance-csv and --guidance-plot (accuracy and KID against the scale). A guidance
+point at `sample.guidance_scale` has the images of `sweep.guidance_point` (same sampler, seeds and scale), so
+it takes that point's scores instead of sampling them again.
 """
 from __future__ import annotations
 
@@ -71,11 +73,19 @@ def main() -> None:
     sample.check_labels(loaded.model_cfg.num_classes, args.checkpoint)
     labels = requested_labels(sample.labels, cfg.num_images)
     clf = load_classifier(args.classifier, str(device)) if args.classifier and labels is not None else None
-    runs = [(name, point, sample.guidance_scale, False) for name, point in cfg.points.items()]
-    runs += [(guidance_name(w), cfg.points[cfg.guidance_point], w, True) for w in cfg.guidance_scales]
+    # (name, sampler point's name, guidance scale, is a guidance point)
+    runs = [(name, name, sample.guidance_scale, False) for name in cfg.points]
+    runs += [(guidance_name(w), cfg.guidance_point, w, True) for w in cfg.guidance_scales]
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
-    rows, guidance_rows, cost = [], [], {}
-    for name, point, scale, is_guidance in runs:
+    rows, guidance_rows, cost, done = [], [], {}, {}
+    for name, point_name, scale, is_guidance in runs:
+        point = cfg.points[point_name]
+        if (point_name, scale) in done:  # the guidance point at sample.guidance_scale: the same seeds and sampler,
+            row = dict(done[point_name, scale], point=name)  # hence the same images: its scores are reused
+            guidance_rows.append(row)
+            cost[name] = {"same_images_as": point_name}
+            print(f"sweep {name}: the images of {point_name} (the same sampler at w = {scale:g})", flush=True)
+            continue
         images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images,
                                          cfg.first_seed, cfg.batch_size, norm=loaded.norm, labels=labels,
                                          guidance_scale=scale)
@@ -88,6 +98,7 @@ def main() -> None:
         row = point_row(name, describe_sampler(point, T), scores.fid_from_features(real, fake), kid_mean, kid_std,
                         None if labels is None else scale, accuracy)
         (guidance_rows if is_guidance else rows).append(row)
+        done[point_name, scale] = row
         cost[name] = {"sampling_s_per_img": seconds / cfg.num_images,
                       "feature_s_per_img": (time.perf_counter() - start) / cfg.num_images}
         more = "" if accuracy is None else f", accuracy {accuracy:.3f} at w = {scale:g}"
