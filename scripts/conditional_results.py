@@ -64,7 +64,7 @@ def main() -> None:
         "train_s": costs["train"]["wall_time_s"], "train_img_per_s": costs["train"]["img_per_s"],
         "sample_s": costs["sample"]["seconds"], "evaluate_feature_s_per_img": costs["evaluate"]["feature_s_per_img"],
         "sweep_points_s_per_img": {k: v["sampling_s_per_img"] + v["feature_s_per_img"]
-                                   for k, v in costs["sweep"]["points"].items()},
+                                   for k, v in costs["sweep"]["points"].items() if "same_images_as" not in v},
     }
     (OUT / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
