@@ -22,7 +22,7 @@ from diffpipe.core.cli import run_main  # noqa: E402
 from diffpipe.core.errors import PipelineError  # noqa: E402
 from diffpipe.core.params import load_params  # noqa: E402
 from diffpipe.data.prepare import csv_set, folder_sets, prepare  # noqa: E402
-from diffpipe.pictures.grids import save_grid  # noqa: E402
+from diffpipe.pictures.grids import display_scale, save_grid  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,7 +66,7 @@ def main() -> None:
     if cfg.num_classes:
         files.write_npy(args.out_train_labels, train.labels)
         files.write_npy(args.out_reference_labels, reference.labels)
-    save_grid(args.preview, train.images[: cfg.preview_count], scale=2)
+    save_grid(args.preview, train.images[: cfg.preview_count], scale=display_scale(train.images.shape[-1]))
     files.write_json(args.report, report)
 
 

@@ -28,7 +28,7 @@ from diffpipe.diffusion.checkpoint import load_model  # noqa: E402
 from diffpipe.diffusion.generate import record_process, requested_labels, timed_generate  # noqa: E402
 from diffpipe.diffusion.samplers import describe_sampler  # noqa: E402
 from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
-from diffpipe.pictures.grids import class_rows, save_grid  # noqa: E402
+from diffpipe.pictures.grids import class_rows, display_scale, save_grid  # noqa: E402
 from diffpipe.pictures.process import save_process  # noqa: E402
 
 
@@ -68,9 +68,9 @@ def main() -> None:
     files.write_npy(args.out, images)
     files.write_npy(args.labels_out, np.full(len(images), -1, dtype=np.int64) if labels is None else labels)
     if labels is None:
-        save_grid(args.grid, images[: cfg.grid_images], scale=2)
+        save_grid(args.grid, images[: cfg.grid_images], scale=display_scale(images.shape[-1]))
     else:
-        save_grid(args.grid, *class_rows(images, labels, cfg.grid_images), scale=2)
+        save_grid(args.grid, *class_rows(images, labels, cfg.grid_images), scale=display_scale(images.shape[-1]))
     if args.csv:
         write_pixel_csv(args.csv, images, labels)
     files.write_json(args.report, {

@@ -26,7 +26,7 @@ from diffpipe.diffusion.checkpoint import save_checkpoint  # noqa: E402
 from diffpipe.data.labels import read_labels  # noqa: E402
 from diffpipe.diffusion.generate import generate, requested_labels  # noqa: E402
 from diffpipe.diffusion.training import train  # noqa: E402
-from diffpipe.pictures.grids import grid_image  # noqa: E402
+from diffpipe.pictures.grids import display_scale, grid_image  # noqa: E402
 from diffpipe.pictures.plots import plot_loss  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def main() -> None:
             return
         samples = generate(ema_model, schedule, images.shape[1:], preview, cfg.grid_images, cfg.seed,
                            cfg.grid_images, progress=False, norm=norm, labels=grid_labels)
-        history.image(f"grids/epoch_{epoch:03d}.png", grid_image(samples, scale=2))
+        history.image(f"grids/epoch_{epoch:03d}.png", grid_image(samples, scale=display_scale(samples.shape[-1])))
 
     result = train(images, params.diffusion, params.model, cfg, state_dir=Path(args.state), on_epoch_end=write_grid,
                    history=history, labels=labels)

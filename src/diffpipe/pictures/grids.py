@@ -10,6 +10,12 @@ from PIL import Image
 from ..core.files import atomic_path
 
 
+def display_scale(size: int, minimum: int = 2, cell: int = 56) -> int:
+    """The nearest-neighbour enlargement for pictures of `size`-pixel images: at least `minimum`, and enough for a
+    cell of about `cell` pixels (28 and 32 px: 2; 16 px: 4), so small images stay legible in the README."""
+    return max(minimum, -(-cell // max(1, size)))
+
+
 def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """(N, C, H, W) uint8 -> (H', W', C) uint8 grid, `nrow` images per row, `pad` black pixels between."""
     n, c, h, w = images.shape

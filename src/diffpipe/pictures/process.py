@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.files import atomic_path
-from .grids import make_grid
+from .grids import display_scale, make_grid
 
 
 def _to_pil(grid: np.ndarray, scale: int) -> Image.Image:
@@ -39,7 +39,8 @@ def save_strip(path: str | os.PathLike, x0s: np.ndarray, scale: int = 2) -> None
 def save_process(frames: np.ndarray, x0s: np.ndarray, timesteps: list[int], gif_path: str | os.PathLike,
                  strip_path: str | os.PathLike, strip_columns: int) -> list[int]:
     """Write the GIF (all recorded frames) and the strip (`strip_columns` of them); return the strip's t values."""
-    save_gif(gif_path, frames)
+    size = frames.shape[-1]
+    save_gif(gif_path, frames, scale=display_scale(size, minimum=3))
     cols = np.unique(np.linspace(0, len(x0s) - 1, strip_columns).round().astype(int))
-    save_strip(strip_path, x0s[cols])
+    save_strip(strip_path, x0s[cols], scale=display_scale(size))
     return [timesteps[i] for i in cols]
