@@ -10,7 +10,9 @@ guidance points (`sweep.guidance_scales`) repeat `sweep.guidance_point` at other
 --classifier each labelled point also reports the classifier's agreement with the labels (`accuracy`). The
 guidance rows go to --guidance-csv and --guidance-plot (accuracy and KID against the scale). A guidance
 point at `sample.guidance_scale` has the images of `sweep.guidance_point` (same sampler, seeds and scale), so
-it takes that point's scores instead of sampling them again.
+it takes that point's scores instead of sampling them again. Likewise a point with the sample stage's sampler,
+seeds and device takes the first `sweep.num_images` of the sample stage's images (--samples) and the Inception
+features evaluate wrote for them (--sample-features), when both are given.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ from diffpipe.diffusion.generate import requested_labels, timed_generate  # noqa
 from diffpipe.diffusion.samplers import describe_sampler  # noqa: E402
 from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
 from diffpipe.metrics import classes, features, scores  # noqa: E402
-from diffpipe.metrics.sweep import guidance_name, markdown_table, metrics_of, point_row, sorted_rows  # noqa: E402
+from diffpipe.metrics.sweep import (guidance_name, markdown_table, metrics_of, point_row,  # noqa: E402
+                                    sample_stage_reuse, sorted_rows)
 from diffpipe.pictures.plots import plot_guidance, plot_xy, write_csv_rows  # noqa: E402
 
 GUIDANCE_COLUMNS = ["point", "guidance_scale", "nfe", "accuracy", "fid", "kid_mean", "kid_std"]
@@ -47,6 +50,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reference-features", required=True)
     p.add_argument("--weights", required=True, help="converted Inception weights (.pth)")
     p.add_argument("--classifier", help="optional: the classifier (.pt) that scores labelled samples (accuracy)")
+    p.add_argument("--samples", help="optional: the sample stage's images (.npy), reused by a point with its sampler")
+    p.add_argument("--sample-features", help="optional, with --samples: their Inception features from evaluate (.npy)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--metrics", required=True, help="output: per-point FID/KID JSON (DVC metrics)")
     p.add_argument("--csv", required=True, help="output: one row per point (DVC plot: quality against NFE)")
@@ -77,6 +82,13 @@ def main() -> None:
     runs = [(name, name, sample.guidance_scale, False) for name in cfg.points]
     runs += [(guidance_name(w), cfg.guidance_point, w, True) for w in cfg.guidance_scales]
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
+    sample_device = resolve_device(sample.device, "sample.device")
+
+    def reuses_sample_stage(point) -> bool:
+        return bool(args.samples and args.sample_features) and sample_stage_reuse(
+            describe_sampler(point, T), describe_sampler(sample, T), cfg.first_seed, cfg.num_images,
+            sample.first_seed, sample.num_images, sample.precision, sample_device == device)
+
     rows, guidance_rows, cost, done = [], [], {}, {}
     for name, point_name, scale, is_guidance in runs:
         point = cfg.points[point_name]
@@ -86,11 +98,20 @@ def main() -> None:
             cost[name] = {"same_images_as": point_name}
             print(f"sweep {name}: the images of {point_name} (the same sampler at w = {scale:g})", flush=True)
             continue
-        images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images,
-                                         cfg.first_seed, cfg.batch_size, norm=loaded.norm, labels=labels,
-                                         guidance_scale=scale)
-        start = time.perf_counter()
-        fake = features.extract_features(images, args.weights, device.type, ev.batch_size, progress=True)
+        if scale == sample.guidance_scale and reuses_sample_stage(point):
+            images = files.read_image_array(args.samples)[:cfg.num_images]
+            fake = features.read_features(args.sample_features, rows=cfg.num_images)
+            cost[name] = {"same_images_as": "sample"}
+            print(f"sweep {name}: the first {cfg.num_images} images of the sample stage (the same sampler and seeds)",
+                  flush=True)
+        else:
+            images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images,
+                                             cfg.first_seed, cfg.batch_size, norm=loaded.norm, labels=labels,
+                                             guidance_scale=scale)
+            start = time.perf_counter()
+            fake = features.extract_features(images, args.weights, device.type, ev.batch_size, progress=True)
+            cost[name] = {"sampling_s_per_img": seconds / cfg.num_images,
+                          "feature_s_per_img": (time.perf_counter() - start) / cfg.num_images}
         kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, ev.seed)
         accuracy = None
         if clf is not None:
@@ -99,8 +120,6 @@ def main() -> None:
                         None if labels is None else scale, accuracy)
         (guidance_rows if is_guidance else rows).append(row)
         done[point_name, scale] = row
-        cost[name] = {"sampling_s_per_img": seconds / cfg.num_images,
-                      "feature_s_per_img": (time.perf_counter() - start) / cfg.num_images}
         more = "" if accuracy is None else f", accuracy {accuracy:.3f} at w = {scale:g}"
         print(f"sweep {name}: FID {row['fid']:.2f}, KID {kid_mean:.5f} ± {kid_std:.5f}{more}", flush=True)
     rows = sorted_rows(rows)
