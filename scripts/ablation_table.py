@@ -20,7 +20,8 @@ SECTIONS = ("diffusion", "model", "train", "sample")
 # Keys added to params.yaml after some experiments ran, at the value that reproduces the earlier behaviour:
 # an experiment without the key is compared as if it had this value.
 ADDED_LATER = {"train.lr_schedule": "constant", "train.warmup_steps": 0, "train.min_snr_gamma": 0.0,
-               "train.repeats": 1, "train.keep": "best"}
+               "train.repeats": 1, "train.keep": "best", "model.num_classes": 0, "train.cond_drop_prob": 0.1,
+               "train.processes": 1, "sample.processes": 1, "sample.labels": [], "sample.guidance_scale": 1.0}
 
 
 def git(*args: str) -> str:
