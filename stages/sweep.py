@@ -30,7 +30,7 @@ from diffpipe.classifier.predict import classify  # noqa: E402
 from diffpipe.core import files  # noqa: E402
 from diffpipe.core.cli import run_main  # noqa: E402
 from diffpipe.core.devices import resolve_device  # noqa: E402
-from diffpipe.core.errors import ConfigError  # noqa: E402
+from diffpipe.core.errors import ConfigError, PipelineError  # noqa: E402
 from diffpipe.core.params import load_params  # noqa: E402
 from diffpipe.diffusion.checkpoint import load_model  # noqa: E402
 from diffpipe.diffusion.generate import requested_labels, timed_generate  # noqa: E402
@@ -100,7 +100,11 @@ def main() -> None:
             continue
         if scale == sample.guidance_scale and reuses_sample_stage(point):
             images = files.read_image_array(args.samples)[:cfg.num_images]
-            fake = features.read_features(args.sample_features, rows=cfg.num_images)
+            fake = features.read_features(args.sample_features)
+            if len(fake) != sample.num_images:
+                raise PipelineError(f"{args.sample_features} has {len(fake)} feature rows but sample.num_images is "
+                                    f"{sample.num_images}; re-run the evaluate stage (dvc repro -f evaluate)")
+            fake = fake[:cfg.num_images]
             cost[name] = {"same_images_as": "sample"}
             print(f"sweep {name}: the first {cfg.num_images} images of the sample stage (the same sampler and seeds)",
                   flush=True)
