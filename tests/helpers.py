@@ -47,7 +47,10 @@ TINY_UNET = dict(down_ch=[8, 16, 32], mid_ch=[32, 32], up_ch=[32, 16, 8], t_emb_
 
 
 def train_cfg(**kw) -> TrainConfig:
-    base = {**to_dict(root_params().train), "device": "cpu", "grid_images": 0}
+    # The tiny tests' optimiser is a constant 1e-3 without warm-up, whatever the root default is: the resume tests
+    # raise train.epochs, which continues only a constant schedule.
+    base = {**to_dict(root_params().train), "device": "cpu", "grid_images": 0, "lr": 1e-3, "lr_schedule": "constant",
+            "warmup_steps": 0}
     return from_dict(TrainConfig, {**base, **kw}, "train")
 
 

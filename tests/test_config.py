@@ -130,7 +130,7 @@ def test_a_section_alone_is_checked_by_its_own_rules():
         from_dict(DiffusionConfig, {**base()["diffusion"], "beta_end": 1e-5}, "diffusion")
     with pytest.raises(ConfigError, match=r"model\.arch"):
         from_dict(ModelConfig, {**base()["model"], "arch": "transformer"}, "model")
-    assert from_dict(TrainConfig, base()["train"], "train").lr == 1e-3
+    assert from_dict(TrainConfig, base()["train"], "train").lr == 4e-3  # the committed default
 
 
 def test_broken_yaml_is_one_line_error(tmp_path):
