@@ -81,7 +81,9 @@ def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise, times
 
     Notation: alpha_bar[t] -> ᾱ_t (the paper's α_t), alpha_bar_prev -> ᾱ at the next (smaller) timestep of
     the sub-sequence, 1 after the last; sigma -> σ_t(η) of eq. 16. x0_bounds clamp x0_pred to the data
-    range (diffusers' `clip_sample`), keeping eps_pred as predicted.
+    range, and eps is then re-derived from x_t and the clamped x0, so that eq. 12's two terms describe the same
+    x_0: with eta = 1 over all T steps this is exactly DDPM's clamped posterior mean (eq. 7, as in Ho et al.'s
+    released code). Keeping the network's eps beside a clamped x0 (diffusers' `clip_sample`) mixes two x_0.
     """
     x = noise.randn()  # x_T ~ N(0, I)
     batch = x.shape[0]
@@ -96,6 +98,7 @@ def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, noise: ImageNoise, times
         x0_pred = (x - (1.0 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
         if x0_bounds is not None:
             x0_pred = torch.clamp(x0_pred, *x0_bounds)
+            eps_pred = (x - alpha_bar.sqrt() * x0_pred) / (1.0 - alpha_bar).sqrt()  # the eps of that x0
         if callback is not None:
             callback(i, t, x, x0_pred)
         # 2. sigma_t(eta), eq. 16.
