@@ -86,11 +86,10 @@ def test_clipped_ddim_eta1_all_steps_equals_clipped_ddpm():
     """With x0 clamped, DDIM re-derives eps from the clamped x0, so eta = 1 over all T steps is still DDPM's
     update (its clamped posterior mean, eq. 7). The toy predictor's x0 leaves [-1, 1] at large t."""
     s = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=60))
-    wild = toy_eps_fn
-    x_ddpm = ddpm_sample(wild, s, ImageNoise([3, 4, 5], (1, 4, 4)), x0_bounds=(-1.0, 1.0))
-    x_ddim = ddim_sample(wild, s, ImageNoise([3, 4, 5], (1, 4, 4)), ddim_timesteps(60, 60), eta=1.0,
+    x_ddpm = ddpm_sample(toy_eps_fn, s, ImageNoise([3, 4, 5], (1, 4, 4)), x0_bounds=(-1.0, 1.0))
+    x_ddim = ddim_sample(toy_eps_fn, s, ImageNoise([3, 4, 5], (1, 4, 4)), ddim_timesteps(60, 60), eta=1.0,
                          x0_bounds=(-1.0, 1.0))
-    unclamped = ddpm_sample(wild, s, ImageNoise([3, 4, 5], (1, 4, 4)))
+    unclamped = ddpm_sample(toy_eps_fn, s, ImageNoise([3, 4, 5], (1, 4, 4)))
     assert (unclamped - x_ddpm).abs().max().item() > 0.1  # the clamp changed the result
     # float32 round-off: eps is re-derived with a division by sqrt(1 - ᾱ_t), about 0.01 at t = 0
     torch.testing.assert_close(x_ddim, x_ddpm, atol=1e-3, rtol=0)
