@@ -1,30 +1,15 @@
-"""Run a stage script as PROCESSES workers: under `torchrun --standalone` when PROCESSES > 1; in this Python
-process when it is 1, as `python SCRIPT ARGS…` would (torchrun would only add a launcher process, which
-imports torch too: about 2.5 s per stage here, for the same bytes).
+"""The one way every stage starts: `python scripts/launch.py [--processes N] [--share-cores] SCRIPT [ARGS...]`.
 
-    usage: python scripts/launch.py PROCESSES SCRIPT [ARGS...]
-
-The `cmd` of dvc.yaml's train, sample, evaluate and reference_features stages. It imports nothing of the
-package, so the stage script imports its own tree's code (a queued experiment's snapshot).
+It puts this tree's `src` first on the import path and hands over to `diffpipe.core.launch`, which sets the
+process environment (threads, MKL_DYNAMIC) and runs SCRIPT in this process (N = 1) or under torchrun (N > 1).
 """
-import os
-import runpy
 import sys
+from pathlib import Path
 
+SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path[0] = str(SRC)  # in place of this file's folder: this tree's package, not an installed one
 
-def main() -> None:
-    if len(sys.argv) < 3 or not sys.argv[1].isdigit() or int(sys.argv[1]) < 1:
-        sys.exit(f"error: usage: python scripts/launch.py PROCESSES SCRIPT [ARGS...] with PROCESSES a whole number "
-                 f">= 1, got {sys.argv[1:2]}")
-    processes, script, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-    if processes == 1:
-        sys.argv = [script, *args]
-        sys.path[0] = os.path.dirname(os.path.abspath(script))
-        runpy.run_path(script, run_name="__main__")
-    else:
-        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                  f"--nproc_per_node={processes}", script, *args])
-
+from diffpipe.core.launch import main  # noqa: E402  (the import path must be set first)
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:], SRC)

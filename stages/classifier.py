@@ -8,22 +8,16 @@ for the in-domain metrics. Deterministic on CPU for a given `classifier.seed`.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from diffpipe.classifier.checkpoint import save_classifier  # noqa: E402
-from diffpipe.classifier.predict import accuracy  # noqa: E402
-from diffpipe.classifier.training import train_classifier  # noqa: E402
-from diffpipe.core import files  # noqa: E402
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.devices import resolve_device  # noqa: E402
-from diffpipe.core.errors import ConfigError, PipelineError  # noqa: E402
-from diffpipe.core.params import load_params  # noqa: E402
-from diffpipe.data.labels import read_labels  # noqa: E402
+from diffpipe.classifier.checkpoint import save_classifier
+from diffpipe.classifier.predict import accuracy
+from diffpipe.classifier.training import train_classifier
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.devices import resolve_device
+from diffpipe.core.errors import ConfigError, PipelineError
+from diffpipe.core.params import load_params
+from diffpipe.data.labels import read_labels
 
 
 def parse_args() -> argparse.Namespace:

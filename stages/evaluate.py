@@ -17,27 +17,20 @@ classifier puts in their requested class.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import numpy as np
+import torch
 
-import diffpipe.core.lone_threads  # noqa: E402,F401  (first: before numpy and torch load)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from diffpipe.classifier.checkpoint import LoadedClassifier, load_classifier  # noqa: E402
-from diffpipe.classifier.predict import classify  # noqa: E402
-from diffpipe.core import distributed, files  # noqa: E402
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.errors import PipelineError  # noqa: E402
-from diffpipe.core.params import EvalConfig, load_params  # noqa: E402
-from diffpipe.core.tracking import open_live  # noqa: E402
-from diffpipe.data.labels import class_frequencies, read_labels  # noqa: E402
-from diffpipe.metrics import classes, features, scores  # noqa: E402
+from diffpipe.classifier.checkpoint import LoadedClassifier, load_classifier
+from diffpipe.classifier.predict import classify
+from diffpipe.core import distributed, files
+from diffpipe.core.cli import run_main
+from diffpipe.core.errors import PipelineError
+from diffpipe.core.params import EvalConfig, load_params
+from diffpipe.core.tracking import open_live
+from diffpipe.data.labels import class_frequencies, read_labels
+from diffpipe.metrics import classes, features, scores
 
 EXTRACTOR = "InceptionV3 pool3 2048-d (torch-fidelity, FID weights pt_inception-2015-12-05)"
 CLASSIFIER_INPUTS = ("classifier", "reference_images", "train_images", "train_labels")

@@ -1,19 +1,13 @@
 """Stage `fetch_mnist`: write full MNIST as labelled digit-recognizer CSVs (no params).
 
-Usage: python stages/fetch_mnist.py --train-csv data/mnist_train.csv --test-csv data/mnist_test.csv
+Usage: python scripts/launch.py stages/fetch_mnist.py --train-csv data/mnist_train.csv --test-csv data/mnist_test.csv
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.sources import mnist  # noqa: E402
+from diffpipe.core.cli import run_main
+from diffpipe.sources import mnist
 
 
 def main() -> None:

@@ -2,16 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.files import write_json  # noqa: E402
-from diffpipe.sources import inception  # noqa: E402
+from diffpipe.core.cli import run_main
+from diffpipe.core.files import write_json
+from diffpipe.sources import inception
 
 
 def main() -> None:

@@ -10,19 +10,13 @@ they were.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from diffpipe.core import files  # noqa: E402
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.errors import PipelineError  # noqa: E402
-from diffpipe.core.params import load_params  # noqa: E402
-from diffpipe.data.prepare import csv_set, folder_sets, prepare  # noqa: E402
-from diffpipe.pictures.grids import display_scale, save_grid  # noqa: E402
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.errors import PipelineError
+from diffpipe.core.params import load_params
+from diffpipe.data.prepare import csv_set, folder_sets, prepare
+from diffpipe.pictures.grids import display_scale, save_grid
 
 
 def parse_args() -> argparse.Namespace:

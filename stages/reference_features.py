@@ -6,22 +6,15 @@ Both are computed once per data version and cached by DVC; evaluate and the swee
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import torch
 
-import diffpipe.core.lone_threads  # noqa: E402,F401  (first: before numpy and torch load)
-import torch  # noqa: E402
-
-from diffpipe.core import distributed  # noqa: E402
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.errors import PipelineError  # noqa: E402
-from diffpipe.core.files import read_image_array, write_npy  # noqa: E402
-from diffpipe.core.params import load_params  # noqa: E402
-from diffpipe.metrics import features  # noqa: E402
+from diffpipe.core import distributed
+from diffpipe.core.cli import run_main
+from diffpipe.core.errors import PipelineError
+from diffpipe.core.files import read_image_array, write_npy
+from diffpipe.core.params import load_params
+from diffpipe.metrics import features
 
 
 def main() -> None:

@@ -9,27 +9,20 @@ guidance at `sample.guidance_scale` ([] = unconditional, the null label); the la
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import numpy as np
 
-import diffpipe.core.lone_threads  # noqa: E402,F401  (first: before numpy and torch load)
-import numpy as np  # noqa: E402
-
-from diffpipe.core import distributed, files  # noqa: E402
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.devices import autocast_dtype, resolve_device  # noqa: E402
-from diffpipe.core.params import load_params  # noqa: E402
-from diffpipe.data.pixel_csv import write_pixel_csv  # noqa: E402
-from diffpipe.diffusion.checkpoint import load_model  # noqa: E402
-from diffpipe.diffusion.generate import record_process, requested_labels, timed_generate  # noqa: E402
-from diffpipe.diffusion.samplers import describe_sampler  # noqa: E402
-from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
-from diffpipe.pictures.grids import class_rows, display_scale, save_grid  # noqa: E402
-from diffpipe.pictures.process import save_process  # noqa: E402
+from diffpipe.core import distributed, files
+from diffpipe.core.cli import run_main
+from diffpipe.core.devices import autocast_dtype, resolve_device
+from diffpipe.core.params import load_params
+from diffpipe.data.pixel_csv import write_pixel_csv
+from diffpipe.diffusion.checkpoint import load_model
+from diffpipe.diffusion.generate import record_process, requested_labels, timed_generate
+from diffpipe.diffusion.samplers import describe_sampler
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.pictures.grids import class_rows, display_scale, save_grid
+from diffpipe.pictures.process import save_process
 
 
 def parse_args() -> argparse.Namespace:

@@ -17,29 +17,23 @@ features evaluate wrote for them (--sample-features), when both are given.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from diffpipe.classifier.checkpoint import load_classifier  # noqa: E402
-from diffpipe.classifier.predict import classify  # noqa: E402
-from diffpipe.core import files  # noqa: E402
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.devices import resolve_device  # noqa: E402
-from diffpipe.core.errors import ConfigError, PipelineError  # noqa: E402
-from diffpipe.core.params import load_params  # noqa: E402
-from diffpipe.diffusion.checkpoint import load_model  # noqa: E402
-from diffpipe.diffusion.generate import requested_labels, timed_generate  # noqa: E402
-from diffpipe.diffusion.samplers import describe_sampler  # noqa: E402
-from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
-from diffpipe.metrics import classes, features, scores  # noqa: E402
-from diffpipe.metrics.sweep import (guidance_name, markdown_table, metrics_of, point_row,  # noqa: E402
+from diffpipe.classifier.checkpoint import load_classifier
+from diffpipe.classifier.predict import classify
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.devices import resolve_device
+from diffpipe.core.errors import ConfigError, PipelineError
+from diffpipe.core.params import load_params
+from diffpipe.diffusion.checkpoint import load_model
+from diffpipe.diffusion.generate import requested_labels, timed_generate
+from diffpipe.diffusion.samplers import describe_sampler
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.metrics import classes, features, scores
+from diffpipe.metrics.sweep import (guidance_name, markdown_table, metrics_of, point_row,
                                     sample_stage_reuse, sorted_rows)
-from diffpipe.pictures.plots import plot_guidance, plot_xy, write_csv_rows  # noqa: E402
+from diffpipe.pictures.plots import plot_guidance, plot_xy, write_csv_rows
 
 GUIDANCE_COLUMNS = ["point", "guidance_scale", "nfe", "accuracy", "fid", "kid_mean", "kid_std"]
 

@@ -5,21 +5,15 @@ Params: section `timestep_loss`. The model (EMA weights) comes from the checkpoi
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from diffpipe.core import files  # noqa: E402
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.devices import resolve_device  # noqa: E402
-from diffpipe.core.params import load_params  # noqa: E402
-from diffpipe.diffusion.checkpoint import load_model  # noqa: E402
-from diffpipe.diffusion.schedule import NoiseSchedule  # noqa: E402
-from diffpipe.metrics.timestep_loss import loss_by_timestep  # noqa: E402
-from diffpipe.pictures.plots import plot_xy, write_csv_rows  # noqa: E402
+from diffpipe.core import files
+from diffpipe.core.cli import run_main
+from diffpipe.core.devices import resolve_device
+from diffpipe.core.params import load_params
+from diffpipe.diffusion.checkpoint import load_model
+from diffpipe.diffusion.schedule import NoiseSchedule
+from diffpipe.metrics.timestep_loss import loss_by_timestep
+from diffpipe.pictures.plots import plot_xy, write_csv_rows
 
 
 def main() -> None:

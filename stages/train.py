@@ -10,24 +10,19 @@ resumes from it when the data and the other settings are unchanged, and the DVCL
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-# This tree's package first, not the one installed in editable mode: a `--temp` or `--queue` experiment
-# runs in its own copy of the repository and must run that copy's code (the code dvc.lock records).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from diffpipe.core import distributed, files  # noqa: E402
-from diffpipe.core.cli import run_main  # noqa: E402
-from diffpipe.core.errors import PipelineError  # noqa: E402
-from diffpipe.core.params import load_params  # noqa: E402
-from diffpipe.core.tracking import TrainingLog  # noqa: E402
-from diffpipe.diffusion.checkpoint import save_checkpoint  # noqa: E402
-from diffpipe.data.labels import read_labels  # noqa: E402
-from diffpipe.diffusion.generate import generate, requested_labels  # noqa: E402
-from diffpipe.diffusion.training import train  # noqa: E402
-from diffpipe.pictures.grids import display_scale, grid_image  # noqa: E402
-from diffpipe.pictures.plots import plot_loss  # noqa: E402
+from diffpipe.core import distributed, files
+from diffpipe.core.cli import run_main
+from diffpipe.core.errors import PipelineError
+from diffpipe.core.params import load_params
+from diffpipe.core.tracking import TrainingLog
+from diffpipe.diffusion.checkpoint import save_checkpoint
+from diffpipe.data.labels import read_labels
+from diffpipe.diffusion.generate import generate, requested_labels
+from diffpipe.diffusion.training import train
+from diffpipe.pictures.grids import display_scale, grid_image
+from diffpipe.pictures.plots import plot_loss
 
 
 def parse_args() -> argparse.Namespace:

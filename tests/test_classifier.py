@@ -157,7 +157,7 @@ def stage_run(tmp_path_factory):
     (train_x, train_y), (ref_x, ref_y) = toy_set(300, 0), toy_set(60, 1)
     for name, array in (("train", train_x), ("train_labels", train_y), ("ref", ref_x), ("ref_labels", ref_y)):
         np.save(tmp / f"{name}.npy", array)
-    cmd = [sys.executable, "stages/classifier.py", "--train", tmp / "train.npy",
+    cmd = [sys.executable, "scripts/launch.py", "stages/classifier.py", "--train", tmp / "train.npy",
            "--train-labels", tmp / "train_labels.npy", "--reference", tmp / "ref.npy", "--reference-labels", tmp / "ref_labels.npy", "--params", tiny_params(tmp),
            "--out", tmp / "out" / "classifier.pt", "--metrics", tmp / "out" / "metrics.json",
            "--report", tmp / "out" / "report.json", "--cost", tmp / "out" / "cost.json"]

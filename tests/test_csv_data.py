@@ -163,7 +163,7 @@ def run_prepare(tmp_path: Path, train_csv: Path, reference_csv: Path) -> tuple[s
     outs = {name: tmp_path / "out" / name for name in ("train.npy", "reference.npy", "train_labels.npy",
                                                         "reference_labels.npy", "preview.png", "report.json")}
     cmd = [
-        sys.executable, "stages/prepare.py", "--train-csv", str(train_csv), "--reference-csv", str(reference_csv),
+        sys.executable, "scripts/launch.py", "stages/prepare.py", "--train-csv", str(train_csv), "--reference-csv", str(reference_csv),
         "--params", str(params), "--out-train", str(outs["train.npy"]), "--out-reference", str(outs["reference.npy"]),
         "--out-train-labels", str(outs["train_labels.npy"]), "--out-reference-labels", str(outs["reference_labels.npy"]),
         "--preview", str(outs["preview.png"]), "--report", str(outs["report.json"]),

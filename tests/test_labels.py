@@ -140,7 +140,7 @@ def run_prepare(tmp_path: Path, csv: Path, num_classes: int, with_labels: bool) 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(data))
     out = tmp_path / "out"
-    cmd = [sys.executable, "stages/prepare.py", "--train-csv", str(csv), "--reference-csv", str(csv), "--params",
+    cmd = [sys.executable, "scripts/launch.py", "stages/prepare.py", "--train-csv", str(csv), "--reference-csv", str(csv), "--params",
            str(params), "--out-train", str(out / "train.npy"), "--out-reference", str(out / "ref.npy"),
            "--preview", str(out / "preview.png"), "--report", str(out / "report.json")]
     if with_labels:

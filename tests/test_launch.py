@@ -1,32 +1,78 @@
-"""scripts/launch.py, the stages' launcher: 1 process runs the script in place (its argv, `__main__`, its own
-folder first on sys.path, its exit status); a bad process count is one line. The torchrun side (N > 1) runs
-in tests/test_e2e.py's 2-process experiments."""
+"""scripts/launch.py, the one way every stage starts: 1 process runs the script in place (its argv, `__main__`,
+its own folder then this tree's `src` first on sys.path, its exit status); N processes run it under a real
+torchrun whose workers get the same import path, MKL_DYNAMIC and their thread count; bad arguments are one line."""
+import json
 import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 
 LAUNCH = ROOT / "scripts" / "launch.py"
+SRC = ROOT / "src"
+
+PROBE = """import json, os, sys
+import torch
+import diffpipe
+print(json.dumps({"name": __name__, "argv": sys.argv[1:], "path": sys.path[:2], "ppid": os.getppid(),
+                  "rank": os.environ.get("RANK"), "mkl_dynamic": os.environ.get("MKL_DYNAMIC"),
+                  "omp": os.environ.get("OMP_NUM_THREADS"), "threads": torch.get_num_threads(),
+                  "package": diffpipe.__file__}))
+sys.exit(int(os.environ.get("EXIT", "0")))
+"""
 
 
-def test_one_process_runs_the_script_itself(tmp_path):
+def launch(*args, env=None):
+    return subprocess.run([sys.executable, str(LAUNCH), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_one_process_runs_the_script_itself_with_this_trees_package(tmp_path):
     script = tmp_path / "stage.py"
-    script.write_text("import os, sys\n"
-                      "print(__name__, sys.argv[1:], sys.path[0], os.environ.get('WORLD_SIZE'), os.getppid())\n"
-                      "sys.exit(3)\n")
-    proc = subprocess.run([sys.executable, str(LAUNCH), "1", str(script), "--a", "b c"], capture_output=True,
-                          text=True)
+    script.write_text(PROBE)
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DYNAMIC"}
+    proc = subprocess.run([sys.executable, str(LAUNCH), str(script), "--a", "b c"], capture_output=True, text=True,
+                          env={**env, "EXIT": "3"}, timeout=120)
     assert proc.returncode == 3, proc.stderr
-    name, rest = proc.stdout.split(" ", 1)
-    assert name == "__main__" and rest.startswith(f"['--a', 'b c'] {tmp_path} None ")
-    assert int(rest.split()[-1]) == os.getpid()  # no launcher process in between: the test started it
+    out = json.loads(proc.stdout)
+    assert out["name"] == "__main__" and out["argv"] == ["--a", "b c"]
+    assert out["path"] == [str(tmp_path), str(SRC)]  # as `python stage.py` would, with this tree's src next
+    assert out["package"] == str(SRC / "diffpipe" / "__init__.py")
+    assert out["ppid"] == os.getpid()  # no launcher process in between: the test started it
+    assert out["mkl_dynamic"] == "FALSE" and out["rank"] is None
 
 
-def test_bad_process_count_is_one_line(tmp_path):
-    for count in ("0", "two", "-1"):
-        proc = subprocess.run([sys.executable, str(LAUNCH), count, "stages/train.py"], capture_output=True, text=True)
-        assert proc.returncode == 1
-        assert proc.stderr.strip().splitlines() == [
-            f"error: usage: python scripts/launch.py PROCESSES SCRIPT [ARGS...] with PROCESSES a whole number >= 1, "
-            f"got ['{count}']"]
+@pytest.mark.parametrize("share, expected", [(True, 1), (False, 2)])
+def test_torchrun_workers_get_the_import_path_and_their_threads(tmp_path, monkeypatch, share, expected):
+    """2 workers on a machine given 2 CPUs: sharing gives each 1 thread (training), otherwise each keeps a lone
+    process's 2 (sampling, features: a single process's bytes)."""
+    script = tmp_path / "stage.py"
+    script.write_text(PROBE)
+    cpus = ["taskset", "-c", ",".join(map(str, sorted(os.sched_getaffinity(0))[:2]))]
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs")
+    cmd = [*cpus, sys.executable, str(LAUNCH), "--processes", "2", *(["--share-cores"] if share else []),
+           str(script), "x"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in rows) == ["0", "1"]
+    for r in rows:
+        assert r["argv"] == ["x"] and r["package"] == str(SRC / "diffpipe" / "__init__.py")
+        assert r["mkl_dynamic"] == "FALSE" and r["omp"] == str(expected) and r["threads"] == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--processes", "0", "stages/train.py"], "--processes must be a whole number >= 1, got '0'"),
+    (["--processes", "two", "stages/train.py"], "--processes must be a whole number >= 1, got 'two'"),
+    (["--processes"], "--processes must be a whole number >= 1, got ''"),
+    (["--threads", "stages/train.py"], "unknown launcher option '--threads'"),
+    ([], "no SCRIPT given"),
+])
+def test_bad_arguments_are_one_line(args, message):
+    proc = launch(*args)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {message}; usage: python scripts/launch.py [--processes N] [--share-cores] SCRIPT [ARGS...]"]

@@ -82,7 +82,12 @@ def test_stage_deps_are_its_script_and_the_package_code_it_imports(pipeline, nam
     script = (base / re.search(r"\S*stages/\w+\.py", stage["cmd"]).group(0)).resolve()
     deps = {(base / d).resolve() for d in stage["deps"] if isinstance(d, str)}
     assert script in deps, f"its script {script.name} is not a dependency"
-    modules = transitive_imports(script)
+    # Every stage starts through the launcher, which sets up the process (core/launch.py) and runs the script.
+    words = stage["cmd"].split()
+    launcher = (base / words[1]).resolve()
+    assert words[0] == "python" and launcher == (ROOT / "scripts" / "launch.py").resolve(), words[:2]
+    assert launcher in deps, "scripts/launch.py is not a dependency"
+    modules = transitive_imports(script) | {"diffpipe.core.launch"}
     if name in PINNED_STAGES:
         expected = {module_file(m).resolve() for m in modules - PLUMBING}
     elif pipeline.parent != ROOT:
@@ -92,6 +97,19 @@ def test_stage_deps_are_its_script_and_the_package_code_it_imports(pipeline, nam
     listed = {d for d in deps if d.is_relative_to(PACKAGE.resolve())}
     assert listed == expected, (f"package deps {sorted(str(d.relative_to(ROOT)) for d in listed)} != imported "
                                 f"{sorted(str(d.relative_to(ROOT)) for d in expected)}")
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: str(p.parent.relative_to(ROOT)))
+def test_lock_names_only_stages_that_exist(pipeline):
+    """dvc.lock keeps an entry for a stage removed from dvc.yaml until someone deletes it: a stale entry
+    describes commands and outputs that no longer exist."""
+    from dvc.repo import Repo
+
+    with Repo(str(pipeline.parent)) as repo:
+        live = {stage.addressing.split(":")[-1] for stage in repo.index.stages}
+    locked = set(yaml.safe_load((pipeline.parent / "dvc.lock").read_text())["stages"])
+    assert locked <= live, f"{pipeline.parent / 'dvc.lock'} names stages not in dvc.yaml: {sorted(locked - live)}"
+    assert live == set(load_pipeline(pipeline))  # the DVC names are dvc.yaml's (no foreach stages here)
 
 
 def test_imports_point_one_way():

@@ -5,11 +5,8 @@ torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; with WORLD_SIZE 1 (or run with pl
 initialised and every helper here is a no-op. Above 1, the process group uses NCCL on CUDA and gloo on the
 CPU, and each process takes CUDA device LOCAL_RANK.
 
-CPU threads: training splits the cores between the processes (its result only has to match to round-off).
-Sampling and feature extraction must give the bytes of a single process, and oneDNN's convolutions can sum
-in another order with another thread count (Inception's 1×7 / 7×1 blocks do for batches of 12 images, by
-3e-6; batches of 100 do not); so there each process keeps the thread count a lone process would use
-(the CPUs it may run on), which oversubscribes one machine's cores: use processes across machines or GPUs.
+CPU threads: each worker's thread count is set by the launcher before torch loads (`core/launch.py`): shared
+between the workers for training, a lone process's for sampling and feature extraction (same bytes).
 
 Work is split by item index into contiguous shards (whole batches where a batch size is given), and
 gathered back in index order on every rank, so the result is the one a single process would produce.
@@ -63,10 +60,8 @@ def _die_with_launcher() -> None:
         os._exit(1)
 
 
-def init(device: torch.device, split_threads: bool = False) -> tuple[World, torch.device]:
-    """Join the torchrun process group (if any) for `device`; returns the world and this process's device.
-    On a CPU, `split_threads` shares the cores between the processes; otherwise each keeps a lone process's
-    thread count, so that results are the bytes of one process (see above)."""
+def init(device: torch.device) -> tuple[World, torch.device]:
+    """Join the torchrun process group (if any) for `device`; returns the world and this process's device."""
     _die_with_launcher()
     world = world_from_env()
     if not world.distributed:
@@ -74,9 +69,6 @@ def init(device: torch.device, split_threads: bool = False) -> tuple[World, torc
     if device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-    else:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cpus // world.size) if split_threads else cpus)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         atexit.register(close, world)  # leave the group when the stage's process ends

@@ -36,10 +36,11 @@ def load_extractor(weights_path: str | os.PathLike, device: str) -> torch.nn.Mod
     return extractor.to(device=device, memory_format=torch.channels_last)
 
 
-def read_features(path: str | os.PathLike, rows: int | None = None) -> np.ndarray:
+def read_features(path: str | os.PathLike, rows: int | None = None,
+                  writer: str = "reference_features") -> np.ndarray:
     """Cached features (N, 2048) float64 from a .npy: missing, truncated, mis-shaped or non-finite files are
-    one PipelineError naming the file (and the stage that writes it)."""
-    hint = "re-run the reference_features stage (dvc repro -f reference_features)"
+    one PipelineError naming the file and `writer`, the stage that writes it."""
+    hint = f"re-run the {writer} stage (dvc repro -f {writer})"
     try:
         features = np.load(path)
     except FileNotFoundError:
