@@ -1,4 +1,4 @@
-"""Copy a committed class-conditional experiment's results into docs/conditional/ (read by the README).
+"""Copy a committed class-conditional experiment's results into docs/conditional/ (read by docs/conditional.md).
 
     python scripts/conditional_results.py conditional
 
