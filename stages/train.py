@@ -21,6 +21,7 @@ from diffpipe.diffusion.checkpoint import save_checkpoint
 from diffpipe.data.labels import read_labels
 from diffpipe.diffusion.generate import generate, requested_labels
 from diffpipe.diffusion.training import train
+from diffpipe.nets.builder import check_model
 from diffpipe.pictures.grids import display_scale, grid_image
 from diffpipe.pictures.plots import plot_loss
 
@@ -44,7 +45,7 @@ def main() -> None:
     params = load_params(args.params)
     cfg = params.train
     images = files.read_image_array(args.data)
-    params.model.check_image(images.shape[1], images.shape[2])
+    check_model(params.model, images.shape[1], images.shape[2])  # one line naming the key, before any training
     k = params.model.num_classes
     labels = None
     if k:

@@ -10,6 +10,7 @@ from pathlib import Path
 from diffpipe.core.config import from_dict, to_dict
 from diffpipe.core.params import (ClassifierConfig, DiffusionConfig, ModelConfig, ResUNetConfig, SamplerSpec,
                                   TrainConfig, UNetConfig, load_params)
+from diffpipe.nets.unet import channel_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,10 @@ def diffusion_cfg(**kw) -> DiffusionConfig:
 
 
 def unet_cfg(**kw) -> UNetConfig:
-    return from_dict(UNetConfig, {**REDUCED_UNET, **kw}, "model.unet")
+    """Checked also by the U-Net's own channel arithmetic (its up path fits the skips), as build_model checks it."""
+    cfg = from_dict(UNetConfig, {**REDUCED_UNET, **kw}, "model.unet")
+    channel_plan(cfg)
+    return cfg
 
 
 def resunet_cfg(**kw) -> ResUNetConfig:

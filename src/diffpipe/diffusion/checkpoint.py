@@ -73,6 +73,16 @@ class LoadedModel:
     image_shape: tuple[int, int, int]  # (C, H, W)
     norm: ChannelNorm
     checkpoint: dict
+    train_cfg: TrainConfig
+
+
+def read_configs(config: dict) -> tuple[DiffusionConfig, ModelConfig, TrainConfig]:
+    """A checkpoint's stored configs (`config` of make_checkpoint), checked as params are, except that a key
+    added to the schema after the checkpoint was written takes the `legacy` value its declaration gives
+    (core/config.py `key`): checkpoints outlive the schema's growth. params.yaml itself is read strictly."""
+    return (from_dict(DiffusionConfig, config["diffusion"], "checkpoint.diffusion", fill_legacy=True),
+            from_dict(ModelConfig, config["model"], "checkpoint.model", fill_legacy=True),
+            from_dict(TrainConfig, config["train"], "checkpoint.train", fill_legacy=True))
 
 
 def load_model(path: str | os.PathLike, device: torch.device, weights: str = "ema") -> LoadedModel:
@@ -89,8 +99,7 @@ def load_model(path: str | os.PathLike, device: torch.device, weights: str = "em
     if missing:
         raise PipelineError(f"{path}: checkpoint lacks {missing}")
     try:
-        diffusion = from_dict(DiffusionConfig, ckpt["config"]["diffusion"], "checkpoint.diffusion")
-        model_cfg = from_dict(ModelConfig, ckpt["config"]["model"], "checkpoint.model")
+        diffusion, model_cfg, train_cfg = read_configs(ckpt["config"])
         c, h, w = ckpt["image_shape"]
         model = build_model(model_cfg, c, h)
         model.load_state_dict(ckpt[weights])
@@ -103,6 +112,6 @@ def load_model(path: str | os.PathLike, device: torch.device, weights: str = "em
         raise PipelineError(f"{path}: {len(bad)} weight tensors are not finite (e.g. {bad[0]}): training diverged")
     # Inference runs in the memory layout the network was trained in: channels-last convolutions are about 1.4x
     # faster on this CPU, and the same layout keeps the sampled images the same from run to run.
-    layout = torch.channels_last if ckpt["config"].get("train", {}).get("channels_last") else torch.contiguous_format
+    layout = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=layout).eval().requires_grad_(False)
-    return LoadedModel(model, diffusion, model_cfg, (c, h, w), norm, ckpt)
+    return LoadedModel(model, diffusion, model_cfg, (c, h, w), norm, ckpt, train_cfg)

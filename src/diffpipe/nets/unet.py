@@ -17,8 +17,51 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core.errors import ConfigError
 from ..core.params import UNetConfig
 from .labels import check_unlabelled, make_label_embedding
+
+
+# ---- channel arithmetic (checked before any training: nets/builder.py `check_model`) ----------------------
+
+def total_downsampling(cfg: UNetConfig) -> int:
+    """The factor by which the down path shrinks the image: 2 per `down_sample` flag that is set."""
+    return 2 ** sum(cfg.down_sample)
+
+
+def channel_plan(cfg: UNetConfig) -> list[tuple[int, int, bool]]:
+    """Per UpC block: (channels entering its first resnet block, out channels, up flag).
+
+    The source's arithmetic: Upsample halves the incoming channels, then the skip (the input of the
+    matching DownC) is concatenated; the sum must equal up_ch[i], the block's declared width. A config whose up
+    path does not fit the skips raises a one-line ConfigError naming `model.unet.up_ch`.
+    """
+    skips = list(cfg.down_ch[:-1])
+    x_ch = cfg.mid_ch[-1]
+    plan = []
+    for i, up in enumerate(reversed(cfg.down_sample)):
+        in_ch, out_ch = cfg.up_ch[i], cfg.up_ch[i + 1]
+        if up and x_ch != in_ch:
+            raise ConfigError(
+                f"params key `model.unet.up_ch` entry {i} ({in_ch}) must equal the channels reaching that up "
+                f"block ({x_ch}, from model.unet.mid_ch / the previous up block) because it is up-sampled")
+        concat = (x_ch // 2 if up else x_ch) + skips.pop()
+        if concat != in_ch:
+            raise ConfigError(
+                f"params key `model.unet.up_ch` entry {i} ({in_ch}) must equal the up-sampled channels plus "
+                f"the skip channels ({concat}); adjust model.unet.up_ch or model.unet.down_ch")
+        plan.append((concat, out_ch, up))
+        x_ch = out_ch
+    return plan
+
+
+def check_unet(cfg: UNetConfig, image_size: int) -> None:
+    """Fail before training if the up path does not fit the skips, or the image size the down-sampling."""
+    channel_plan(cfg)
+    f = total_downsampling(cfg)
+    if image_size % f != 0:
+        raise ConfigError(f"params key `model.unet.down_sample` down-samples by {f} in total, which does not "
+                          f"divide the image size {image_size}")
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -185,7 +228,7 @@ class UNet(nn.Module):
         self.mids = nn.ModuleList(
             MidC(cfg.mid_ch[i], cfg.mid_ch[i + 1], cfg.attn_mid, cfg) for i in range(len(cfg.mid_ch) - 1))
         ups, x_ch = [], cfg.mid_ch[-1]
-        for i, (concat_ch, out_ch, up) in enumerate(cfg.channel_plan()):
+        for i, (concat_ch, out_ch, up) in enumerate(channel_plan(cfg)):
             ups.append(UpC(x_ch, concat_ch, out_ch, up, cfg.attn_up[i], cfg))
             x_ch = out_ch
         self.ups = nn.ModuleList(ups)
