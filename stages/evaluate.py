@@ -49,7 +49,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sample-labels", help="with --classifier: the samples' requested classes, int64 .npy (-1 = none)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--live", required=True, help="output: DVCLive folder; its metrics.json holds FID and KID")
-    p.add_argument("--features-out", help="output: the samples' Inception features, float64 .npy (the sweep reuses them)")
     p.add_argument("--report", required=True, help="output JSON: the evaluation protocol")
     p.add_argument("--cost", required=True, help="output JSON of timings (not a DVC output: differs every run)")
     return p.parse_args()
@@ -131,8 +130,6 @@ def main() -> None:
     feature_seconds = time.perf_counter() - start
     if not world.main:
         return
-    if args.features_out:
-        files.write_npy(args.features_out, fake)
     kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
     kid_floor, _ = scores.kid_from_features(real, train_real, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
     precision, recall = scores.precision_recall(real, fake)

@@ -1,18 +1,18 @@
 """Stage `sweep`: several sampler settings from the trained checkpoint -> FID/KID per point (DVC metrics),
 quality-against-cost rows (a DVC plot), a markdown table, a PNG plot, and a cost file.
 
-Params: section `sweep` (points and how many images per point); `evaluate.batch_size` / `evaluate.device` /
-`evaluate.seed` for the Inception features and KID subsets. The real features are the cached reference
-features shared with `evaluate`. One stage for all points: a point removed from params leaves nothing behind.
+Params: section `sweep` alone. It samples every point itself (seeds first_seed …, its own Inception batch,
+device and KID seed), so it depends on the checkpoint, the reference features, the Inception weights, the
+classifier and its own section, and a change to another stage's settings never re-runs it. The real features
+are the cached reference features shared with `evaluate`. One stage for all points: a point removed from
+params leaves nothing behind.
 
-A class-conditional checkpoint samples every point with `sample.labels` at `sample.guidance_scale`; the
-guidance points (`sweep.guidance_scales`) repeat `sweep.guidance_point` at other scales, and with
---classifier each labelled point also reports the classifier's agreement with the labels (`accuracy`). The
-guidance rows go to --guidance-csv and --guidance-plot (accuracy and KID against the scale). A guidance
-point at `sample.guidance_scale` has the images of `sweep.guidance_point` (same sampler, seeds and scale), so
-it takes that point's scores instead of sampling them again. Likewise a point with the sample stage's sampler,
-seeds and device takes the first `sweep.num_images` of the sample stage's images (--samples) and the Inception
-features evaluate wrote for them (--sample-features), when both are given.
+A class-conditional checkpoint samples every point with `sweep.labels` at `sweep.guidance_scale`; the guidance
+points (`sweep.guidance_scales`) repeat `sweep.guidance_point` at other scales, and with --classifier each
+labelled point also reports the classifier's agreement with the labels (`accuracy`). The guidance rows go to
+--guidance-csv and --guidance-plot (accuracy and KID against the scale). A guidance point at
+`sweep.guidance_scale` has the images of `sweep.guidance_point` (same sampler, seeds and scale), so it takes
+that point's scores instead of sampling them again.
 """
 from __future__ import annotations
 
@@ -24,15 +24,14 @@ from diffpipe.classifier.predict import classify
 from diffpipe.core import files
 from diffpipe.core.cli import run_main
 from diffpipe.core.devices import resolve_device
-from diffpipe.core.errors import ConfigError, PipelineError
+from diffpipe.core.errors import ConfigError
 from diffpipe.core.params import load_params
 from diffpipe.diffusion.checkpoint import load_model
 from diffpipe.diffusion.generate import requested_labels, timed_generate
 from diffpipe.diffusion.samplers import describe_sampler
 from diffpipe.diffusion.schedule import NoiseSchedule
 from diffpipe.metrics import classes, features, scores
-from diffpipe.metrics.sweep import (guidance_name, markdown_table, metrics_of, point_row,
-                                    sample_stage_reuse, sorted_rows)
+from diffpipe.metrics.sweep import guidance_name, markdown_table, metrics_of, point_row, sorted_rows
 from diffpipe.pictures.plots import plot_guidance, plot_xy, write_csv_rows
 
 GUIDANCE_COLUMNS = ["point", "guidance_scale", "nfe", "accuracy", "fid", "kid_mean", "kid_std"]
@@ -44,8 +43,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reference-features", required=True)
     p.add_argument("--weights", required=True, help="converted Inception weights (.pth)")
     p.add_argument("--classifier", help="optional: the classifier (.pt) that scores labelled samples (accuracy)")
-    p.add_argument("--samples", help="optional: the sample stage's images (.npy), reused by a point with its sampler")
-    p.add_argument("--sample-features", help="optional, with --samples: their Inception features from evaluate (.npy)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--metrics", required=True, help="output: per-point FID/KID JSON (DVC metrics)")
     p.add_argument("--csv", required=True, help="output: one row per point (DVC plot: quality against NFE)")
@@ -62,58 +59,41 @@ def main() -> None:
     params = load_params(args.params)
     if params.sweep is None:
         raise ConfigError("params section `sweep` is null, but the sweep stage is running")
-    cfg, ev, sample = params.sweep, params.evaluate, params.sample
-    device = resolve_device(ev.device, "evaluate.device")
-    real = features.read_features(args.reference_features, rows=ev.num_real)
+    cfg = params.sweep
+    device = resolve_device(cfg.device, "sweep.device")
+    real = features.read_features(args.reference_features)
     loaded = load_model(args.checkpoint, device)
     T = loaded.diffusion.num_timesteps
     for name, point in cfg.points.items():  # every point checked before any sampling
         point.check_timesteps(T, f"sweep.points.{name}")
-    sample.check_labels(loaded.model_cfg.num_classes, args.checkpoint)
-    labels = requested_labels(sample.labels, cfg.num_images)
+    cfg.check_labels(loaded.model_cfg.num_classes, args.checkpoint)
+    labels = requested_labels(cfg.labels, cfg.num_images)
     clf = load_classifier(args.classifier, str(device)) if args.classifier and labels is not None else None
     # (name, sampler point's name, guidance scale, is a guidance point)
-    runs = [(name, name, sample.guidance_scale, False) for name in cfg.points]
+    runs = [(name, name, cfg.guidance_scale, False) for name in cfg.points]
     runs += [(guidance_name(w), cfg.guidance_point, w, True) for w in cfg.guidance_scales]
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
-    sample_device = resolve_device(sample.device, "sample.device")
-
-    def reuses_sample_stage(point) -> bool:
-        return bool(args.samples and args.sample_features) and sample_stage_reuse(
-            describe_sampler(point, T), describe_sampler(sample, T), cfg.first_seed, cfg.num_images,
-            sample.first_seed, sample.num_images, sample.precision, sample_device == device)
 
     rows, guidance_rows, cost, done = [], [], {}, {}
     for name, point_name, scale, is_guidance in runs:
         point = cfg.points[point_name]
-        if (point_name, scale) in done:  # the guidance point at sample.guidance_scale: the same seeds and sampler,
+        if (point_name, scale) in done:  # the guidance point at sweep.guidance_scale: the same seeds and sampler,
             row = dict(done[point_name, scale], point=name)  # hence the same images: its scores are reused
             guidance_rows.append(row)
             cost[name] = {"same_images_as": point_name}
             print(f"sweep {name}: the images of {point_name} (the same sampler at w = {scale:g})", flush=True)
             continue
-        if scale == sample.guidance_scale and reuses_sample_stage(point):
-            images = files.read_image_array(args.samples)[:cfg.num_images]
-            fake = features.read_features(args.sample_features)
-            if len(fake) != sample.num_images:
-                raise PipelineError(f"{args.sample_features} has {len(fake)} feature rows but sample.num_images is "
-                                    f"{sample.num_images}; re-run the evaluate stage (dvc repro -f evaluate)")
-            fake = fake[:cfg.num_images]
-            cost[name] = {"same_images_as": "sample"}
-            print(f"sweep {name}: the first {cfg.num_images} images of the sample stage (the same sampler and seeds)",
-                  flush=True)
-        else:
-            images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images,
-                                             cfg.first_seed, cfg.batch_size, norm=loaded.norm, labels=labels,
-                                             guidance_scale=scale)
-            start = time.perf_counter()
-            fake = features.extract_features(images, args.weights, device.type, ev.batch_size, progress=True)
-            cost[name] = {"sampling_s_per_img": seconds / cfg.num_images,
-                          "feature_s_per_img": (time.perf_counter() - start) / cfg.num_images}
-        kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, ev.seed)
+        images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images,
+                                         cfg.first_seed, cfg.batch_size, norm=loaded.norm, labels=labels,
+                                         guidance_scale=scale)
+        start = time.perf_counter()
+        fake = features.extract_features(images, args.weights, device.type, cfg.feature_batch_size, progress=True)
+        cost[name] = {"sampling_s_per_img": seconds / cfg.num_images,
+                      "feature_s_per_img": (time.perf_counter() - start) / cfg.num_images}
+        kid_mean, kid_std = scores.kid_from_features(real, fake, cfg.kid_subset_size, cfg.kid_subsets, cfg.kid_seed)
         accuracy = None
         if clf is not None:
-            accuracy = classes.conditional_accuracy(classify(clf.model, images, ev.batch_size)[0], labels)
+            accuracy = classes.conditional_accuracy(classify(clf.model, images, cfg.feature_batch_size)[0], labels)
         row = point_row(name, describe_sampler(point, T), scores.fid_from_features(real, fake), kid_mean, kid_std,
                         None if labels is None else scale, accuracy)
         (guidance_rows if is_guidance else rows).append(row)

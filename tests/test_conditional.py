@@ -161,8 +161,11 @@ def edited(tmp_path, edit):
     (lambda d: d["sample"].update(labels=[-1]), "sample.labels"),
     (lambda d: d["model"].update(num_classes=7), "model.num_classes"),  # the data have 10 classes
     (lambda d: d["train"].update(cond_drop_prob=1.0), "train.cond_drop_prob"),
-    (lambda d: d["sweep"].update(guidance_scales=[2.0]), "sweep.guidance_scales"),  # no sample.labels
-    (lambda d: (d["model"].update(num_classes=10), d["sample"].update(labels=[0, 1]),
+    (lambda d: d["sweep"].update(guidance_scales=[2.0]), "sweep.guidance_scales"),  # no sweep.labels
+    (lambda d: d["sweep"].update(guidance_scale=3.0), "sweep.guidance_scale"),
+    (lambda d: d["sweep"].update(labels=[1, 2]), "sweep.labels"),  # the model is unconditional
+    (lambda d: (d["model"].update(num_classes=10), d["sweep"].update(labels=[3, 10])), "sweep.labels"),
+    (lambda d: (d["model"].update(num_classes=10), d["sweep"].update(labels=[0, 1]),
                 d["sweep"].update(guidance_scales=[2.0], guidance_point="nope")), "sweep.guidance_point"),
 ])
 def test_conditional_params_are_checked_in_one_line(tmp_path, edit, key):
@@ -174,7 +177,8 @@ def test_the_documented_conditional_settings_load(tmp_path):
     def conditional(d):
         d["model"]["num_classes"] = 10
         d["sample"].update(labels=list(range(10)), guidance_scale=3.0)
-        d["sweep"]["guidance_scales"] = [0.0, 1.0, 3.0]
+        d["sweep"].update(labels=list(range(10)), guidance_scale=3.0, guidance_scales=[0.0, 1.0, 3.0])
 
     params = edited(tmp_path, conditional)
-    assert params.sample.labels == tuple(range(10)) and params.sweep.guidance_scales == (0.0, 1.0, 3.0)
+    assert params.sample.labels == params.sweep.labels == tuple(range(10))
+    assert params.sweep.guidance_scales == (0.0, 1.0, 3.0)

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from diffpipe.metrics.features import extract_features
 from diffpipe.metrics.scores import kid_from_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +50,8 @@ def repo(tmp_path_factory):
     params["sample"]["eta"] = 0.0  # the "pull request": a sampler change and a change in the package,
     params["model"]["num_classes"] = 10  # and the model made class-conditional, sampled with guidance
     params["sample"].update(labels=list(range(10)), guidance_scale=2.0)
-    params["sweep"]["guidance_scales"] = [2.0]
-    # a point with the sample stage's sampler (tiny_repro.sh: DDIM 4 steps; eta 0 above): it takes its images
+    params["sweep"].update(labels=list(range(10)), guidance_scale=2.0, guidance_scales=[2.0])
+    # a point with the sample stage's sampler (tiny_repro.sh: DDIM 4 steps; eta 0 above): the same images
     params["sweep"]["points"]["ddim4_eta0"] = {"sampler": "ddim", "steps": 4, "eta": 0.0, "clip_x0": False}
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sweep_py = dest / "src" / "diffpipe" / "metrics" / "sweep.py"
@@ -102,16 +103,17 @@ def test_repro_writes_every_output(repo):
         [["w2", "2.0", "100"]]  # ddim50_eta1; w = 2 runs the network twice a step
     sweep = json.loads((dest / "metrics/sweep.json").read_text())
     assert set(sweep["w2"]) == {"fid", "kid_mean", "kid_std", "accuracy"} and "accuracy" in sweep["ddim25_eta1"]
-    assert sweep["w2"] == sweep["ddim50_eta1"]  # sample.guidance_scale is 2: the guidance point's own images
+    assert sweep["w2"] == sweep["ddim50_eta1"]  # sweep.guidance_scale is 2: the guidance point's own images
     sweep_cost = json.loads((dest / "costs/sweep.json").read_text())["points"]
     assert sweep_cost["w2"] == {"same_images_as": "ddim50_eta1"}
-    assert sweep_cost["ddim4_eta0"] == {"same_images_as": "sample"} and "sampling_s_per_img" in sweep_cost["ddim25_eta1"]
+    assert "sampling_s_per_img" in sweep_cost["ddim4_eta0"] and "sampling_s_per_img" in sweep_cost["ddim25_eta1"]
     assert set(sweep["ddim4_eta0"]) == {"fid", "kid_mean", "kid_std", "accuracy"}
-    # its scores are those of the first sweep.num_images samples and of evaluate's features for them
-    sample_features = np.load(dest / "data/features/samples.npy")
-    assert sample_features.shape == (12, 2048)
-    real = np.load(dest / "data/features/reference.npy")[:12]
-    assert sweep["ddim4_eta0"]["kid_mean"] == kid_from_features(real, sample_features[:4], 2, 5, 0)[0]
+    # the sweep samples its points itself; with the sample stage's sampler, labels, scale and seeds it draws the
+    # sample stage's first sweep.num_images images (an image depends on its seed, label and sampler alone)
+    samples = np.load(dest / "samples/samples.npy")[:4]
+    fake = extract_features(samples, dest / "models/inception/pt_inception_fid.pth", "cpu", 10)
+    real = np.load(dest / "data/features/reference.npy")
+    assert sweep["ddim4_eta0"]["kid_mean"] == kid_from_features(real, fake, 2, 5, 0)[0]
     assert 0 <= json.loads((dest / "metrics/classifier.json").read_text())["accuracy"] <= 1
     protocol = json.loads((dest / "reports/evaluate.json").read_text())
     assert protocol["num_real"] == 12 and protocol["num_generated"] == 12 and protocol["kid_subset_size"] == 6
@@ -177,9 +179,8 @@ def changed_stages(dest, env, edit) -> set[str]:
 
 def test_sample_param_change_reruns_only_sampling(repo):
     dest, env = repo
-    # The sweep reads the sample stage's sampler keys (a point with the same sampler and seeds takes the sample
-    # stage's images), so it is flagged too; nothing upstream of sampling is.
-    assert changed_stages(dest, env, lambda p: p["sample"].update(steps=3)) == {"sample", "sweep"}
+    # Nothing upstream of sampling is flagged, nor the sweep, which reads only its own section.
+    assert changed_stages(dest, env, lambda p: p["sample"].update(steps=3)) == {"sample"}
     assert changed_stages(dest, env, lambda p: p["sample"].update(grid_images=16)) == {"sample"}
 
 

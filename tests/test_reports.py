@@ -11,15 +11,15 @@ from diffpipe.core.errors import ConfigError
 from diffpipe.core.params import SweepConfig, TimestepLossConfig
 from diffpipe.diffusion.generate import record_process
 from diffpipe.diffusion.schedule import NoiseSchedule
-from diffpipe.metrics.sweep import markdown_table, metrics_of, point_row, sample_stage_reuse, sorted_rows
+from diffpipe.metrics.sweep import markdown_table, metrics_of, point_row, sorted_rows
 from diffpipe.metrics.timestep_loss import loss_by_timestep
 from diffpipe.nets.builder import build_model
 from diffpipe.pictures.process import save_process
 
 TINY = model_cfg(**TINY_UNET, attn_down=(False, False), attn_up=(False, False))
 POINT = dict(sampler="ddim", steps=10, eta=0.0, clip_x0=False)
-SWEEP = dict(num_images=10, batch_size=10, first_seed=0, kid_subset_size=5, kid_subsets=5, guidance_scales=[],
-             guidance_point="a")
+SWEEP = dict(num_images=10, batch_size=10, first_seed=0, kid_subset_size=5, kid_subsets=5, kid_seed=0,
+             feature_batch_size=10, device="cpu", labels=[], guidance_scale=1.0, guidance_scales=[], guidance_point="a")
 
 
 def tiny_model():
@@ -46,16 +46,6 @@ def test_sweep_rows_series_order_and_metrics():
     assert [r["nfe"] for r in rows] == [10, 50, 50, 1000]
     assert metrics_of(rows)["d50"] == {"fid": 1.0, "kid_mean": 0.001, "kid_std": 0.0001}
     assert markdown_table(rows, 100).count("\n| ") == 5  # header + 4 rows
-
-
-def test_a_sweep_point_reuses_the_sample_stage_only_for_the_same_images():
-    ddim = dict(sampler="ddim", steps=50, eta=1.0, clip_x0=False)
-    same = dict(described=ddim, sample_described=dict(ddim), first_seed=0, num_images=200, sample_first_seed=0,
-                sample_num_images=500, sample_precision="fp32", same_device=True)
-    assert sample_stage_reuse(**same)
-    for change in (dict(sample_described={**ddim, "eta": 0.0}), dict(sample_described={**ddim, "clip_x0": True}),
-                   dict(first_seed=1), dict(num_images=501), dict(sample_precision="bf16"), dict(same_device=False)):
-        assert not sample_stage_reuse(**{**same, **change}), change
 
 
 def test_loss_by_timestep_rows_are_reproducible():

@@ -251,14 +251,19 @@ class SampleConfig(SamplerSpec):
                 f"({self.guidance_scale}) guides towards a label: set {key}.labels, or keep 1.0 for unlabelled samples")
 
     def check_labels(self, num_classes: int, where: str) -> None:
-        """The requested labels fit a model of `num_classes` classes (0 = unconditional), read from `where`."""
-        if self.labels and num_classes == 0:
-            raise ConfigError(f"params key `sample.labels` asks for labels {list(self.labels)}, but {where} is an "
-                              "unconditional model (model.num_classes = 0)")
-        bad = [c for c in self.labels if c >= num_classes]
-        if bad:
-            raise ConfigError(f"params key `sample.labels` has class {bad[0]}, but {where} has {num_classes} classes "
-                              f"(0-{num_classes - 1})")
+        check_labels(self.labels, num_classes, where, "sample.labels")
+
+
+def check_labels(labels: tuple[int, ...], num_classes: int, where: str, key: str) -> None:
+    """Requested labels (params key `key`) fit a model of `num_classes` classes (0 = unconditional) read from
+    `where`."""
+    if labels and num_classes == 0:
+        raise ConfigError(f"params key `{key}` asks for labels {list(labels)}, but {where} is an unconditional "
+                          "model (model.num_classes = 0)")
+    bad = [c for c in labels if c >= num_classes]
+    if bad:
+        raise ConfigError(f"params key `{key}` has class {bad[0]}, but {where} has {num_classes} classes "
+                          f"(0-{num_classes - 1})")
 
 
 # ---- classifier ----------------------------------------------------------------------------------------
@@ -320,17 +325,23 @@ class TimestepLossConfig:
 @dataclass(frozen=True)
 class SweepConfig:
     """`sweep`: sampler settings compared from one checkpoint; the one `sweep` stage samples and scores each
-    point in turn."""
+    point in turn, from the checkpoint and the reference features alone (it reads no other stage's settings)."""
 
     num_images: int = key("images per point, seeds first_seed … first_seed + num_images - 1", ge=2)
     batch_size: int = key("images per sampling batch", ge=1)
     first_seed: int = key("image i uses seed first_seed + i")
-    kid_subset_size: int = key("images per KID subset (<= num_images and <= evaluate.num_real)", ge=2)
+    kid_subset_size: int = key("images per KID subset (<= num_images and <= the reference features' rows)", ge=2)
     kid_subsets: int = key("KID subsets averaged", ge=1)
-    points: dict[str, SamplerSpec] = key("name -> sampler settings, sampled with sample.labels at "
-                                         "sample.guidance_scale", min_len=1)
+    kid_seed: int = key("KID subset sampling")
+    feature_batch_size: int = key("images per Inception (and classifier) forward pass", ge=1)
+    device: Device = key("auto = cuda if available, else cpu")
+    labels: tuple[int, ...] = key("class-conditional models: image i of every point gets labels[i % len(labels)]; "
+                                  "[] = unconditional", ge=0)
+    guidance_scale: float = key("w of the points (the guidance points set their own); 1 = conditional", ge=0)
+    points: dict[str, SamplerSpec] = key("name -> sampler settings, sampled with sweep.labels at "
+                                         "sweep.guidance_scale", min_len=1)
     guidance_scales: tuple[float, ...] = key("class-conditional models: one more point per scale, guidance_point's "
-                                             "sampler with sample.labels, scored also by the classifier's agreement "
+                                             "sampler with sweep.labels, scored also by the classifier's agreement "
                                              "with the label; [] = none", ge=0)
     guidance_point: str = key("the point whose sampler settings the guidance points use")
 
@@ -339,6 +350,13 @@ class SweepConfig:
                 f"must be in [2, {key}.num_images = {self.num_images}], got {self.kid_subset_size}")
         require(not self.guidance_scales or self.guidance_point in self.points, f"{key}.guidance_point",
                 f"({self.guidance_point!r}) must name one of {key}.points: {sorted(self.points)}")
+        require(self.labels or self.guidance_scale == 1.0, f"{key}.guidance_scale",
+                f"({self.guidance_scale}) guides towards a label: set {key}.labels, or keep 1.0 for unlabelled samples")
+        require(not self.guidance_scales or bool(self.labels), f"{key}.guidance_scales",
+                f"needs {key}.labels: guidance steers towards requested labels")
+
+    def check_labels(self, num_classes: int, where: str) -> None:
+        check_labels(self.labels, num_classes, where, "sweep.labels")
 
     def point(self, name: str) -> SamplerSpec:
         if name not in self.points:
@@ -384,13 +402,13 @@ class Params:
         if self.sample.labels:
             self.sample.check_labels(self.model.num_classes, "params.yaml's `model`")
         if self.sweep is not None:
-            require(not self.sweep.guidance_scales or bool(self.sample.labels), "sweep.guidance_scales",
-                    "needs sample.labels: guidance steers towards requested labels")
+            if self.sweep.labels:
+                self.sweep.check_labels(self.model.num_classes, "params.yaml's `model`")
             for name, point in self.sweep.points.items():
                 point.check_timesteps(T, f"sweep.points.{name}")
             require(self.sweep.kid_subset_size <= self.evaluate.num_real, "sweep.kid_subset_size",
                     f"({self.sweep.kid_subset_size}) must not exceed evaluate.num_real ({self.evaluate.num_real}), "
-                    "the number of reference features")
+                    "the rows of the reference features")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

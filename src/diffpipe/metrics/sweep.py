@@ -62,14 +62,3 @@ def markdown_table(rows: list[dict], num_images: int) -> str:
         lines.append(f"| {r['point']} | {r['sampler']} | {r['steps']} | {r['eta']} | {r['nfe']}{more} | {r['fid']:.2f} | "
                      f"{1e3 * r['kid_mean']:.2f} ± {1e3 * r['kid_std']:.2f} |")
     return "\n".join(lines) + "\n"
-
-
-def sample_stage_reuse(described: dict, sample_described: dict, first_seed: int, num_images: int,
-                       sample_first_seed: int, sample_num_images: int, sample_precision: str,
-                       same_device: bool) -> bool:
-    """Whether a sweep point's images are the sample stage's first `num_images`: the same sampler (as
-    `describe_sampler` puts it), the same seeds, fp32 and the same device. An image depends on its seed, label and
-    sampler alone (not the batch), and the sweep samples the labels and guidance scale the sample stage does, so
-    the point can take the sample stage's images and their Inception features instead of making them again."""
-    return (described == sample_described and first_seed == sample_first_seed
-            and num_images <= sample_num_images and sample_precision == "fp32" and same_device)
