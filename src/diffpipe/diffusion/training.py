@@ -2,8 +2,13 @@
 
 Speed habits: the whole uint8 dataset lives on the device and batches are indexed there (no
 per-item Python loader); foreach Adam and a foreach EMA lerp; optional channels-last, bf16 autocast (the
-schedule math stays in fp32, outside autocast) and torch.compile; the step loop never syncs with the host
-except every `log_every` steps, when the accumulated loss is read.
+schedule math stays in fp32, outside autocast) and torch.compile; losses are summed on the device, and the
+loop waits for it only to read numbers back: the window loss every `log_every` steps (and at each epoch's
+last step), the weights' finiteness and their copy to the host at every save, and the epoch loss at each
+epoch's end.
+
+The loop's resumable state (weights, optimizer, counters, partial sums, logs) is a TrainingState
+(train_state.py), which loads, resumes and saves itself.
 
 Randomness is counter-based (noise.py): the order of each pass over the set, and each image's t and eps, are
 functions of (train.seed, the image's global position in the run). Under torchrun with k processes
@@ -19,10 +24,7 @@ a function of (train.seed, position), so it too is the same for any process coun
 """
 from __future__ import annotations
 
-import copy
-import hashlib
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core import distributed
-from ..core.config import to_dict
 from ..core.devices import autocast_dtype, resolve_device
 from ..core.errors import PipelineError
 from ..core.params import DiffusionConfig, ModelConfig, TrainConfig
@@ -42,11 +43,10 @@ from ..core.progress import progress_bar
 from ..core.tracking import TrainingLog
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_model_range
-from ..nets.builder import build_model
-from .checkpoint import cpu_state, make_checkpoint, save_checkpoint
 from . import noise
 from .denoiser import make_eps_fn
 from .schedule import NoiseSchedule
+from .train_state import TrainingDiverged, TrainingState, run_fingerprint  # noqa: F401 - train() raises TrainingDiverged
 
 
 def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str,
@@ -139,64 +139,132 @@ class TrainResult:
     cost: dict     # timings: differ on every run, never read by another stage
 
 
-class TrainingDiverged(PipelineError):
-    """Non-finite loss or weights: training stopped, the last good state is kept."""
+def checked_labels(labels: Optional[np.ndarray], n: int, model_cfg: ModelConfig) -> Optional[np.ndarray]:
+    """The training labels a class-conditional model needs, checked; None for an unconditional model."""
+    if model_cfg.num_classes == 0:
+        return None
+    if labels is None:
+        raise PipelineError(f"model.num_classes is {model_cfg.num_classes}, but no training labels were given "
+                            "(a class-conditional model trains on labelled data)")
+    if labels.shape != (n,) or int(labels.min()) < 0 or int(labels.max()) >= model_cfg.num_classes:
+        raise PipelineError(f"training labels must be (N,) = ({n},) integers in 0-{model_cfg.num_classes - 1} "
+                            f"(model.num_classes), got shape {labels.shape}, range {labels.min()}-{labels.max()}")
+    return labels
 
 
-# ---- the resumable state -------------------------------------------------------------------------------
-# Everything the loop needs to continue exactly where it stopped: weights, EMA, optimizer, the global RNG,
-# the step, the epoch and the batch within it, the epoch's partial sums, the logs and the best epoch so far
-# (the data order and the noise are functions of the position in the run, so they need no state). A resumed
-# run ends with the same bytes as an uninterrupted one. `fingerprint` says what the state was made from; only
-# keys in CONTINUABLE may differ (with a constant learning rate nothing in the loop depends on the total
-# number of epochs, so raising it continues the run; a cosine schedule depends on it, so there `epochs` is part
-# of the fingerprint; the process count never changes the trajectory).
+@dataclass
+class DeviceData:
+    """The whole uint8 training set (and its labels) resident on the device, batches indexed there."""
+    pixels: torch.Tensor
+    labels: Optional[torch.Tensor]
+    norm: ChannelNorm
+    memory_format: torch.memory_format
 
-STATE_FILE = "state.pt"
-STATE_FORMAT = "diffpipe-train-state-v2"
-CONTINUABLE = ("epochs", "checkpoint_every", "processes")
-
-
-def run_fingerprint(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig,
-                    cfg: TrainConfig, labels: Optional[np.ndarray] = None) -> dict:
-    continuable = CONTINUABLE if cfg.lr_schedule == "constant" else tuple(k for k in CONTINUABLE if k != "epochs")
-    train_keys = {k: v for k, v in to_dict(cfg).items() if k not in continuable}
-    used = {} if labels is None else {"labels_md5": hashlib.md5(np.ascontiguousarray(labels).tobytes()).hexdigest()}
-    return {**used, "data_md5": hashlib.md5(np.ascontiguousarray(images).tobytes()).hexdigest(),
-            "data_shape": list(images.shape), "diffusion": to_dict(diffusion), "model": to_dict(model_cfg),
-            "train": train_keys}
+    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The images at `index` in the model's range and memory layout, and their labels."""
+        x0 = self.norm.apply(to_model_range(self.pixels[index])).contiguous(memory_format=self.memory_format)
+        return x0, None if self.labels is None else self.labels[index]
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+def my_share(batch: int, batch_size: int, per_epoch: int, world: distributed.World,
+             device: torch.device) -> tuple[torch.Tensor, int]:
+    """(this rank's contiguous share of the epoch slots of global batch `batch`, the global batch's size)."""
+    slots = torch.arange(batch * batch_size, min((batch + 1) * batch_size, per_epoch), device=device)
+    part = distributed.shard(len(slots), world)
+    return slots[part.start:part.stop], len(slots)
 
 
-def read_state(state_dir: Path, fingerprint: dict, epochs: int) -> tuple[Optional[dict], str]:
-    """(the saved state, "") when it can be continued to `epochs`, else (None, why not)."""
-    path = state_dir / STATE_FILE
-    if not path.exists():
-        return None, f"no saved state in {state_dir}"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - an unreadable state is not resumed, and the user is told why
-        return None, f"{path} is not readable ({type(e).__name__})"
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        return None, f"{path} is not a diffpipe training state"
-    old, new = _flat(state["fingerprint"]), _flat(fingerprint)
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    if changed:
-        what = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
-        return None, f"the saved state was made from other data or settings ({what})"
-    if state["epoch"] > epochs or (state["epoch"] == epochs and state["batch"] > 0):
-        return None, f"the saved state is past train.epochs = {epochs} (epoch {state['epoch']})"
-    return state, ""
+def batch_losses(eps_fn: Callable, schedule: NoiseSchedule, x0: torch.Tensor, positions: torch.Tensor,
+                 labels: Optional[torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
+    """(B,) each image's loss: x0 noised at its (t, eps), which, like the dropping of its label, is a function of
+    (train.seed, its global position in the run); the noise prediction's error, Min-SNR weighted if set."""
+    t, eps = step_noise(cfg.seed, positions, schedule.num_timesteps, tuple(x0.shape[1:]))
+    y = None if labels is None else step_labels(cfg.seed, positions, labels, cfg.cond_drop_prob)
+    x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
+    return image_losses(eps_fn(x_t, t, y), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
 
 
-def _finite(*modules: nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for m in modules for t in m.state_dict().values() if t.is_floating_point())
+def optimizer_step(state: TrainingState, loss: torch.Tensor, lr: float) -> None:
+    """One Adam step on `loss` at learning rate `lr`, then the EMA at the new step's decay."""
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    state.step += 1
+    ema_update(state.ema, state.model, ema_decay_at(state.step, state.cfg))
+
+
+class Clock:
+    """Throughput of this invocation (not saved: a resumed run times only the part it ran)."""
+
+    def __init__(self) -> None:
+        self.start = self.window_start = self.epoch_start = time.perf_counter()
+        self.window_images = self.epoch_images = 0
+        self.epochs: list[tuple[int, float]] = []  # (images, seconds) of each epoch ended here
+
+    def begin_epoch(self) -> None:
+        self.epoch_start, self.epoch_images = time.perf_counter(), 0
+
+    def count(self, images: int) -> None:
+        self.window_images += images
+        self.epoch_images += images
+
+    def window_rate(self) -> float:
+        return self.window_images / (time.perf_counter() - self.window_start)
+
+    def new_window(self) -> None:
+        self.window_start, self.window_images = time.perf_counter(), 0
+
+    def end_epoch(self) -> float:
+        """The epoch's images per second."""
+        self.epochs.append((self.epoch_images, time.perf_counter() - self.epoch_start))
+        return self.epoch_images / self.epochs[-1][1]
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def log_window(state: TrainingState, clock: Clock, bar, history: Optional[TrainingLog]) -> None:
+    """The window's mean loss (read from the device: a host sync) to step_losses, the progress bar and DVCLive,
+    with the learning rate, the EMA decay and the throughput; then a new window begins."""
+    loss = state.close_window()
+    img_per_s = clock.window_rate()
+    bar.set_postfix(epoch=f"{state.epoch + 1}/{state.cfg.epochs}", loss=f"{loss:.4f}", img_s=f"{img_per_s:.0f}")
+    if history is not None:
+        history.log(state.step, {"train/loss": loss, "schedule/lr": state.optimizer.param_groups[0]["lr"],
+                                 "schedule/ema_decay": ema_decay_at(state.step, state.cfg),
+                                 "cost/img_per_s": img_per_s})
+    clock.new_window()
+
+
+def train_report(state: TrainingState, kept: Optional[dict], images_seen: int) -> dict:
+    """What the run was (not a metric)."""
+    cfg = state.cfg
+    return {
+        "keep": cfg.keep,
+        "kept_epoch": None if kept is None else kept["epoch"],
+        "epochs": cfg.epochs,
+        "steps": state.step,
+        "images_seen": images_seen,
+        "processes": state.world.size,
+        "device": str(state.device),
+        "precision": cfg.precision,
+        "parameters": sum(p.numel() for p in state.model.parameters()),
+    }
+
+
+def train_cost(clock: Clock, wall: float, world: distributed.World, device: torch.device) -> dict:
+    """Timings (they differ on every run)."""
+    images_timed = sum(i for i, _ in clock.epochs)
+    return {
+        "wall_time_s": wall,  # this invocation (a resumed run times only the part it ran)
+        "img_per_s": images_timed / sum(s for _, s in clock.epochs) if images_timed else None,
+        "epochs_timed": len(clock.epochs),
+        "epoch_img_per_s": [i / s for i, s in clock.epochs],
+        "processes": world.size,
+        "device": str(device),
+    }
 
 
 def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig, cfg: TrainConfig,
@@ -218,200 +286,85 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     logs and calls `on_epoch_end`, and the other ranks' result has no checkpoint (None).
     """
     n, c, h, w = images.shape
-    if model_cfg.num_classes == 0:
-        labels = None
-    elif labels is None:
-        raise PipelineError(f"model.num_classes is {model_cfg.num_classes}, but no training labels were given "
-                            "(a class-conditional model trains on labelled data)")
-    elif labels.shape != (n,) or int(labels.min()) < 0 or int(labels.max()) >= model_cfg.num_classes:
-        raise PipelineError(f"training labels must be (N,) = ({n},) integers in 0-{model_cfg.num_classes - 1} "
-                            f"(model.num_classes), got shape {labels.shape}, range {labels.min()}-{labels.max()}")
-    world, device = distributed.init(resolve_device(cfg.device, "train.device"), split_threads=True)
-    main = world.main
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg, c, h).to(device)  # raises ConfigError before any training
-    ema = copy.deepcopy(model).requires_grad_(False)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    labels = checked_labels(labels, n, model_cfg)
+    world, device = distributed.init(resolve_device(cfg.device, "train.device"))
+    state = TrainingState.start(model_cfg, (c, h, w), cfg, run_fingerprint(images, diffusion, model_cfg, cfg, labels),
+                                state_dir, world, device, log)
     schedule = NoiseSchedule.from_config(diffusion).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-    forward = model
+    forward = state.model
     if world.distributed:
-        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        forward = nn.parallel.DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
         forward = torch.compile(forward)
     eps_fn = make_eps_fn(forward, schedule, autocast_dtype(cfg.precision))
-
     norm = ChannelNorm.measure(images) if cfg.normalize else ChannelNorm.identity(c)
-    data = torch.from_numpy(images).to(device)  # uint8, resident on the device
-    label_data = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+    data = DeviceData(torch.from_numpy(images).to(device),
+                      None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device),
+                      norm, torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    describe = dict(diffusion=diffusion, model_cfg=model_cfg, train_cfg=cfg, image_shape=images.shape[1:], norm=norm)
     per_epoch = n * cfg.repeats  # an epoch walks the set `repeats` times, each pass in its own order
     steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
-    run = {"step": 0, "epoch": 0, "batch": 0, "epoch_sum": torch.zeros((), device=device),
-           "window_sum": torch.zeros((), device=device), "window_n": 0, "step_losses": [], "epoch_losses": [],
-           "best": None, "saved_step": None}
-    fingerprint = run_fingerprint(images, diffusion, model_cfg, cfg, labels)
-    if state_dir is not None:
-        state_dir = Path(state_dir)
-        # Rank 0 reads the state and sends it to the others, whose machines need not have it (several nodes).
-        saved, why = distributed.broadcast_object(read_state(state_dir, fingerprint, cfg.epochs) if main else None,
-                                                  world)
-        if saved is None:
-            if main:
-                log(f"train: starting fresh: {why}")
-                if state_dir.exists():
-                    shutil.rmtree(state_dir)
-        else:
-            model.load_state_dict(saved["model"])
-            ema.load_state_dict(saved["ema"])
-            optimizer.load_state_dict(saved["optimizer"])
-            torch.set_rng_state(saved["torch_rng"])
-            for key in ("step", "epoch", "batch", "window_n", "step_losses", "epoch_losses", "best"):
-                run[key] = saved[key]
-            for key in ("epoch_sum", "window_sum"):
-                run[key] = saved[key].to(device)
-            run["saved_step"] = run["step"]
-            if main:
-                log(f"train: resuming from step {run['step']} (epoch {run['epoch'] + 1}, batch {run['batch']}) "
-                    f"of {state_dir / STATE_FILE}")
-        if main:
-            state_dir.mkdir(parents=True, exist_ok=True)
-    if not main:
+    if not world.main:
         history, on_epoch_end, progress = None, None, False
     if history is not None:
-        history.start(run["saved_step"])
+        history.start(state.saved_step)
 
-    def save_state() -> None:
-        if state_dir is None:
-            return
-        if not _finite(model, ema):
-            stop(f"the weights are not finite at step {run['step']}")
-        if main:
-            state = {"format": STATE_FORMAT, "fingerprint": fingerprint, "model": cpu_state(model),
-                     "ema": cpu_state(ema), "optimizer": copy.deepcopy(optimizer.state_dict()),
-                     "torch_rng": torch.get_rng_state(),
-                     **{k: run[k] for k in ("step", "epoch", "batch", "window_n", "step_losses", "epoch_losses",
-                                            "best")},
-                     **{k: run[k].cpu() for k in ("epoch_sum", "window_sum")}}
-            save_checkpoint(state_dir / STATE_FILE, state)
-        run["saved_step"] = run["step"]
-
-    def stop(what: str) -> None:
-        kept = (f"the last good state (step {run['saved_step']}) is kept in {state_dir}" if run["saved_step"] is not None
-                else "no state was saved")
-        raise TrainingDiverged(f"training diverged at step {run['step']} (epoch {run['epoch'] + 1}, "
-                               f"train.lr = {cfg.lr}): {what}; {kept}")
-
-    start = time.perf_counter()
-    bar = progress_bar(desc="training", total=cfg.epochs * steps_per_epoch, initial=run["step"], unit="step",
+    # The loop waits for the device only to read numbers back: the window loss when it is logged, the weights'
+    # finiteness (and their copy to the host) at every save, and the epoch loss at each epoch's end.
+    clock = Clock()
+    bar = progress_bar(desc="training", total=cfg.epochs * steps_per_epoch, initial=state.step, unit="step",
                        enabled=progress)
-    window_start, window_images = time.perf_counter(), 0
-    epoch_seconds = []
-    for epoch in range(run["epoch"], cfg.epochs):
-        run["epoch"] = epoch
-        model.train()
-        if run["batch"] == 0:
-            run["epoch_sum"] = torch.zeros((), device=device)
-            run["window_sum"], run["window_n"] = torch.zeros((), device=device), 0
+    for epoch in range(state.epoch, cfg.epochs):
+        state.begin_epoch(epoch)
+        state.model.train()
         order = epoch_order(cfg.seed, epoch, n, cfg.repeats, device)
-        epoch_start, epoch_images = time.perf_counter(), 0
-        for b in range(run["batch"], steps_per_epoch):
-            slots = torch.arange(b * cfg.batch_size, min((b + 1) * cfg.batch_size, per_epoch), device=device)
-            size = len(slots)  # the global batch
-            part = distributed.shard(size, world)
-            mine = slots[part.start:part.stop]  # this rank's contiguous share of it
-            x0 = norm.apply(to_model_range(data[order[mine]])).contiguous(memory_format=memory_format)
-            positions = epoch * per_epoch + mine
-            t, eps = step_noise(cfg.seed, positions, diffusion.num_timesteps, (c, h, w))
-            y = None if label_data is None else step_labels(cfg.seed, positions, label_data[order[mine]],
-                                                             cfg.cond_drop_prob)
-            x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
-            losses = image_losses(eps_fn(x_t, t, y), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
-            # This rank's share of the global batch mean; DDP averages the k ranks' gradients, hence × k.
+        clock.begin_epoch()
+        for b in range(state.batch, steps_per_epoch):
+            # this rank's share of the batch
+            mine, size = my_share(b, cfg.batch_size, per_epoch, world, device)
+            x0, y = data.take(order[mine])
+            # noise and loss: this rank's share of the global batch mean (DDP averages the k ranks' gradients: × k)
+            losses = batch_losses(eps_fn, schedule, x0, epoch * per_epoch + mine, y, cfg)
             loss = losses.sum() * (world.size / size)
-            for group in optimizer.param_groups:  # a function of the step alone: resumes exactly
-                group["lr"] = lr_at(run["step"], cfg.epochs * steps_per_epoch, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            run["step"] += 1
-            step = run["step"]
-            ema_update(ema, model, ema_decay_at(step, cfg))
-            loss_d = distributed.all_reduce_sum(losses.detach().sum(), world)  # the global batch's sum
-            run["epoch_sum"] += loss_d
-            run["window_sum"] += loss_d
-            run["window_n"] += size
-            run["batch"] = b + 1
-            window_images += size
-            epoch_images += size
+            # optimizer and EMA (the learning rate is a function of the step alone: it resumes exactly)
+            optimizer_step(state, loss, lr_at(state.step, cfg.epochs * steps_per_epoch, cfg))
+            # the global batch's loss sum into the epoch and window sums (on the device)
+            state.add_batch(distributed.all_reduce_sum(losses.detach().sum(), world), size)
+            clock.count(size)
             bar.update(1)
-            if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
-                window_loss = (run["window_sum"] / run["window_n"]).item()  # the only host sync in the loop
-                if not math.isfinite(window_loss):
-                    stop(f"the loss is {window_loss}")
-                run["step_losses"].append({"step": step, "epoch": epoch + 1, "loss": window_loss})
-                img_per_s = window_images / (time.perf_counter() - window_start)
-                bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{window_loss:.4f}", img_s=f"{img_per_s:.0f}")
-                if history is not None:
-                    history.log(step, {"train/loss": window_loss, "schedule/lr": optimizer.param_groups[0]["lr"],
-                                       "schedule/ema_decay": ema_decay_at(step, cfg), "cost/img_per_s": img_per_s})
-                window_start, window_images = time.perf_counter(), 0
-                run["window_sum"].zero_()
-                run["window_n"] = 0
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and b < steps_per_epoch - 1:
-                save_state()
-        epoch_loss = (run["epoch_sum"] / per_epoch).item()
-        if not math.isfinite(epoch_loss):
-            stop(f"the epoch loss is {epoch_loss}")
-        run["epoch_losses"].append({"epoch": epoch + 1, "loss": epoch_loss})
-        epoch_seconds.append((epoch_images, time.perf_counter() - epoch_start))
+            # log the window
+            if state.step % cfg.log_every == 0 or b == steps_per_epoch - 1:
+                log_window(state, clock, bar, history)
+            # periodic save (not at the epoch's last batch: the epoch end saves)
+            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and b < steps_per_epoch - 1:
+                state.save()
+        # end of epoch: mean loss, best epoch, preview grid, save
+        epoch_loss = state.end_epoch(per_epoch)
+        img_per_s = clock.end_epoch()
         if history is not None:
-            history.log(run["step"], {"train/epoch_loss": epoch_loss})
-        if main:
-            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} "
-                      f"({epoch_images / epoch_seconds[-1][1]:.1f} img/s)")
-        best = run["best"]
-        if main and cfg.keep == "best" and (best is None or epoch_loss < best["loss"]):
+            history.log(state.step, {"train/epoch_loss": epoch_loss})
+        if world.main:
+            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} ({img_per_s:.1f} img/s)")
+        if world.main and cfg.keep == "best" and (state.best is None or epoch_loss < state.best["loss"]):
             # The MNIST DDPM source keeps the checkpoint with the lowest mean epoch loss.
-            run["best"] = {"loss": epoch_loss, "checkpoint": make_checkpoint(
-                model, ema, optimizer, run["step"], epoch + 1, epoch_loss, diffusion, model_cfg, cfg,
-                images.shape[1:], norm)}
+            state.best = {"loss": epoch_loss, "checkpoint": state.checkpoint(epoch + 1, epoch_loss, **describe)}
         if on_epoch_end is not None:
-            ema.eval()
-            on_epoch_end(epoch + 1, ema, schedule, norm)
-        run["epoch"], run["batch"] = epoch + 1, 0
-        save_state()
+            state.ema.eval()
+            on_epoch_end(epoch + 1, state.ema, schedule, norm)
+        state.epoch, state.batch = epoch + 1, 0
+        state.save()
     bar.close()
-    wall = time.perf_counter() - start
-    epoch_losses = run["epoch_losses"]
-    if not main:
+    wall = clock.elapsed()
+
+    if not world.main:
         kept = None
     elif cfg.keep == "last":  # the flowers DDIM source keeps the final weights
-        kept = make_checkpoint(model, ema, optimizer, run["step"], cfg.epochs, epoch_losses[-1]["loss"],
-                               diffusion, model_cfg, cfg, images.shape[1:], norm)
+        kept = state.checkpoint(cfg.epochs, state.epoch_losses[-1]["loss"], **describe)
     else:
-        kept = run["best"]["checkpoint"]
-    summary = {"final_loss": epoch_losses[-1]["loss"], "best_loss": min(e["loss"] for e in epoch_losses)}
+        kept = state.best["checkpoint"]
+    summary = {"final_loss": state.epoch_losses[-1]["loss"],
+               "best_loss": min(e["loss"] for e in state.epoch_losses)}
     if history is not None:
         history.summary({f"train/{k}": v for k, v in summary.items()})
-    report = {
-        "keep": cfg.keep,
-        "kept_epoch": None if kept is None else kept["epoch"],
-        "epochs": cfg.epochs,
-        "steps": run["step"],
-        "images_seen": cfg.epochs * per_epoch,
-        "processes": world.size,
-        "device": str(device),
-        "precision": cfg.precision,
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    images_timed = sum(i for i, _ in epoch_seconds)
-    cost = {
-        "wall_time_s": wall,  # this invocation (a resumed run times only the part it ran)
-        "img_per_s": images_timed / sum(s for _, s in epoch_seconds) if images_timed else None,
-        "epochs_timed": len(epoch_seconds),
-        "epoch_img_per_s": [i / s for i, s in epoch_seconds],
-        "processes": world.size,
-        "device": str(device),
-    }
-    return TrainResult(kept, run["step_losses"], epoch_losses, summary, report, cost)
+    return TrainResult(kept, state.step_losses, state.epoch_losses, summary,
+                       train_report(state, kept, cfg.epochs * per_epoch), train_cost(clock, wall, world, device))
