@@ -1,19 +1,16 @@
 """One torchrun process of tests/test_ddp.py: train() on tiny random images; rank 0 saves what it returned.
 
-    torchrun --standalone --nproc_per_node=2 tests/ddp_worker.py OUT EPOCHS STATE_DIR
+    python scripts/launch.py --processes 2 --share-cores tests/ddp_worker.py OUT EPOCHS STATE_DIR
 """
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
+from helpers import TINY_UNET, diffusion_cfg, model_cfg, train_cfg
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from helpers import TINY_UNET, diffusion_cfg, model_cfg, train_cfg  # noqa: E402
-
-from diffpipe.core import distributed  # noqa: E402
-from diffpipe.diffusion.training import train  # noqa: E402
+from diffpipe.core import distributed
+from diffpipe.diffusion.training import train
 
 
 def main(out: str, epochs: int, state_dir: str) -> None:

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
+LAUNCH = Path(__file__).resolve().parents[1] / "scripts" / "launch.py"
 
 
 def torchrun(processes: int, out: Path, epochs: int, state: Path) -> dict:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           str(WORKER), str(out), str(epochs), str(state)]
+    cmd = [sys.executable, str(LAUNCH), "--processes", str(processes), "--share-cores", str(WORKER), str(out),
+           str(epochs), str(state)]  # as the train stage starts: torchrun for 2, in-process for 1
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return torch.load(out, weights_only=False)
