@@ -14,13 +14,13 @@ import numpy as np
 
 from diffpipe.core import distributed, files
 from diffpipe.core.cli import run_main
-from diffpipe.core.devices import autocast_dtype, resolve_device
+from diffpipe.core.devices import resolve_device
 from diffpipe.core.params import load_params
 from diffpipe.data.pixel_csv import write_pixel_csv
 from diffpipe.diffusion.checkpoint import load_model
-from diffpipe.diffusion.generate import record_process, requested_labels, timed_generate
+from diffpipe.diffusion.generate import record_process, requested_labels
+from diffpipe.diffusion.inference import draw, schedule_of
 from diffpipe.diffusion.samplers import describe_sampler
-from diffpipe.diffusion.schedule import NoiseSchedule
 from diffpipe.pictures.grids import class_rows, display_scale, save_grid
 from diffpipe.pictures.process import save_process
 
@@ -47,14 +47,13 @@ def main() -> None:
     loaded = load_model(args.checkpoint, device)
     cfg.check_timesteps(loaded.diffusion.num_timesteps, "sample")
     cfg.check_labels(loaded.model_cfg.num_classes, args.checkpoint)
-    labels = requested_labels(cfg.labels, cfg.num_images)
-    schedule = NoiseSchedule.from_config(loaded.diffusion).to(device)
-    images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, cfg, cfg.num_images,
-                                     cfg.first_seed, cfg.batch_size, autocast_dtype(cfg.precision), norm=loaded.norm,
-                                     world=world, labels=labels, guidance_scale=cfg.guidance_scale)
+    # the API's and the command line's code path too (diffpipe.load(...).sample, `diffpipe sample`)
+    images, labels, seconds = draw(loaded, cfg, cfg.num_images, cfg.first_seed, cfg.batch_size, cfg.labels,
+                                   cfg.guidance_scale, cfg.precision, world=world)
     if not world.main:  # rank 0 draws the pictures and writes every output
         return
     seeds = range(cfg.first_seed, cfg.first_seed + cfg.process_seeds)
+    schedule = schedule_of(loaded)
     frames, x0s, ts = record_process(loaded.model, schedule, loaded.image_shape, seeds, cfg, cfg.process_frames,
                                      loaded.norm, requested_labels(cfg.labels, len(seeds)), cfg.guidance_scale)
     strip_t = save_process(frames, x0s, ts, args.process_gif, args.process_strip, cfg.strip_columns)

@@ -5,7 +5,8 @@ Params: sections `diffusion`, `model`, `train` (the whole file is checked first)
 turn. The complete training
 state is kept in `--state` (a DVC `persist` output): a run interrupted, or continued with more epochs,
 resumes from it when the data and the other settings are unchanged, and the DVCLive history in `--live`
-(also `persist`) continues from the same step.
+(also `persist`) continues from the same step. SIGTERM, SIGINT or SIGUSR1 stop it after the current step with
+the state saved there (exit 128 + the signal; README, "When a run is stopped").
 """
 from __future__ import annotations
 

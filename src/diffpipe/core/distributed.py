@@ -10,17 +10,28 @@ between the workers for training, a lone process's for sampling and feature extr
 
 Work is split by item index into contiguous shards (whole batches where a batch size is given), and
 gathered back in index order on every rank, so the result is the one a single process would produce.
+
+Stopping: the ranks agree on a stop with `agree_max` (a CPU all-reduce, so it never waits for a GPU), and a
+collective that fails because a peer is gone is recognised by `peer_failure`. torchrun's agent, not this
+module, stops the other workers when one dies; a CPU collective waits at most GLOO_TIMEOUT for a peer.
 """
 from __future__ import annotations
 
 import atexit
 import os
-import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+
+# The longest a rank waits in a CPU collective for the others, e.g. while rank 0 alone draws the epoch's preview
+# grid and saves the state (seconds here), or for a peer that hangs; a peer that dies breaks its connections
+# and the collective fails at once (torch's default, 30 minutes, would let a hung job sit for half an hour).
+GLOO_TIMEOUT = timedelta(minutes=5)
+_control = None  # the CPU group the ranks agree over (see agree_max)
 
 
 @dataclass(frozen=True)
@@ -47,22 +58,9 @@ def world_from_env() -> World:
                  int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def _die_with_launcher() -> None:
-    """Under torchrun, end this worker when its launcher dies (Linux PR_SET_PDEATHSIG): torchrun starts
-    workers in their own session, so a `kill -9` of `dvc repro`'s process group would otherwise leave a
-    worker training on, beside the re-run that resumes its state."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the launcher died before the call
-        os._exit(1)
-
-
 def init(device: torch.device) -> tuple[World, torch.device]:
-    """Join the torchrun process group (if any) for `device`; returns the world and this process's device."""
-    _die_with_launcher()
+    """Join the torchrun process group (if any) for `device`; returns the world and this process's device.
+    On the CPU (gloo) a collective waits at most GLOO_TIMEOUT for a peer."""
     world = world_from_env()
     if not world.distributed:
         return world, device
@@ -70,7 +68,10 @@ def init(device: torch.device) -> tuple[World, torch.device]:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            dist.init_process_group("nccl")
+        else:
+            dist.init_process_group("gloo", timeout=GLOO_TIMEOUT)
         atexit.register(close, world)  # leave the group when the stage's process ends
     return world, device
 
@@ -109,11 +110,44 @@ def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:
     return t
 
 
+def _control_group():
+    """A gloo group of all ranks for small agreements on the CPU: the default group on the CPU; beside NCCL a
+    second group (made at the first call, which every rank makes at the same point), so agreeing never waits
+    for the GPU."""
+    global _control
+    if _control is None:
+        gloo = dist.get_backend() == "gloo"
+        _control = dist.group.WORLD if gloo else dist.new_group(backend="gloo", timeout=GLOO_TIMEOUT)
+    return _control
+
+
+def agree_max(value: int, world: World) -> int:
+    """The largest of every rank's `value`, on every rank (a CPU all-reduce: about 0.5 ms on this 2-core machine)."""
+    if not world.distributed:
+        return value
+    box = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX, group=_control_group())
+    return int(box.item())
+
+
+def peer_failure(e: BaseException) -> str:
+    """What `e` says if it is a collective failing because another rank is gone (its connection broke: killed,
+    crashed; or the wait passed GLOO_TIMEOUT), else "": gloo raises a plain RuntimeError naming its source."""
+    text = str(e).strip()
+    if not (isinstance(e, dist.DistError) or (isinstance(e, RuntimeError) and "gloo" in text)):
+        return ""
+    text = text.split("] ", 1)[-1] if text.startswith("[") else text  # drop gloo's source location
+    return text.split(". ", 1)[0].splitlines()[0] if text else type(e).__name__
+
+
 def barrier(world: World) -> None:
+    """Wait until every rank is here (on the CPU group)."""
     if world.distributed:
-        dist.barrier()
+        dist.barrier(group=_control_group())
 
 
 def close(world: World) -> None:
+    global _control
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+    _control = None

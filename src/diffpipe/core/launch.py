@@ -15,20 +15,36 @@ thread pools, for the stage process and (through the environment) for every torc
   `--share-cores` (training, whose result only has to match to round-off) the CPUs are split between the N
   workers; otherwise each worker keeps a lone process's thread count (all CPUs it may run on), because the
   thread count changes how oneDNN and OpenBLAS split their sums and sampling and feature extraction must give
-  a single process's bytes. That oversubscribes one machine's cores: use processes across machines or GPUs.
+  a single process's bytes. That oversubscribes one machine's cores: use processes across machines or GPUs;
+- **how the stage stops on a signal** (below).
 
 N = 1 runs SCRIPT in this Python process, as `python SCRIPT ARGS…` would (torchrun would only add a launcher
 process that imports torch too: about 2.5 s per stage, for the same bytes); N > 1 replaces this process with
-`torchrun --standalone --nproc_per_node=N SCRIPT ARGS…`.
+`torchrun --standalone --nproc_per_node=N scripts/launch.py SCRIPT ARGS…`, so each worker runs this set-up too.
+
+Stopping. SIGTERM, SIGINT (Ctrl-C) and SIGUSR1 ask a stage to stop. The first one is acted on; later ones
+are ignored, so nothing interrupts a stop under way (a save, a clean-up). By default it raises `Stopped` at
+once in the main thread, as Ctrl-C raises KeyboardInterrupt: the atomic writers' `finally` blocks remove
+their temporary files, and outputs not yet replaced stay as they were; `run_main` (core/cli.py) prints one
+line and exits with 128 + the signal number (143 SIGTERM, 130 SIGINT, 138 SIGUSR1). Inside `deferred_stop()`
+(the training loop) the signal is only recorded: the trainer reads `stop_requested()` after each optimiser
+step, saves its state there and raises `Stopped` itself.
+A SIGTERM to DVC's process alone kills it at once, and its stage would run on to the end, writing outputs
+nobody records; so the stage asks the kernel for SIGTERM when its parent dies (Linux PR_SET_PDEATHSIG).
+Under torchrun the agent gets it (set before exec; it survives exec) and forwards it to the workers; a
+worker gets SIGKILL when its agent dies, so a `kill -9` stops everything at once, as it does one process.
 
 This module imports nothing but the standard library, so it runs before numpy or torch are loaded.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
+import signal
 import sys
 from pathlib import Path
+from typing import Iterator, Optional
 
 USAGE = "usage: python scripts/launch.py [--processes N] [--share-cores] SCRIPT [ARGS...]"
 
@@ -62,24 +78,121 @@ def usable_cpus() -> int:
 def process_environment(src: Path, processes: int, share_cores: bool, environ: dict[str, str]) -> dict[str, str]:
     """The variables to set for a stage run with `processes` workers from the tree whose package is `src`."""
     path = environ.get("PYTHONPATH")
-    env = {"PYTHONPATH": str(src) + (os.pathsep + path if path else ""),
+    first = path.split(os.pathsep)[0] if path else None
+    env = {"PYTHONPATH": path if first == str(src) else str(src) + (os.pathsep + path if path else ""),
            "MKL_DYNAMIC": environ.get("MKL_DYNAMIC", "FALSE")}
     if processes > 1:
         cpus = usable_cpus()
         env["OMP_NUM_THREADS"] = str(max(1, cpus // processes) if share_cores else cpus)
+        # the signals torchrun's agent forwards to its workers (`--signals-to-handle`): its default list lacks
+        # SIGUSR1, which would kill the agent, and a worker with it
+        env["PET_SIGNALS_TO_HANDLE"] = environ.get("PET_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
     return env
 
 
+# ---- stopping on a signal ------------------------------------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+_requested = 0  # the first stop signal received (0: none)
+_deferring = 0  # depth of deferred_stop()
+
+
+class Stopped(BaseException):
+    """The stage was asked to stop by signal `signum`. A BaseException, as KeyboardInterrupt, so that `except
+    Exception` does not swallow it; `message` is the line run_main prints (None: its default)."""
+
+    def __init__(self, signum: int, message: Optional[str] = None):
+        super().__init__(message or signal.Signals(signum).name)
+        self.signum, self.message = signum, message
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def _on_stop_signal(signum: int, frame) -> None:
+    global _requested
+    if _requested:
+        return  # already stopping: a second Ctrl-C or SIGTERM must not interrupt the save or the clean-up
+    _requested = signum
+    if not _deferring:
+        raise Stopped(signum)
+
+
+def install_stop_handlers() -> None:
+    """Stop on SIGTERM, SIGINT and SIGUSR1 as the module docstring says. A SIGINT the process was started
+    ignoring stays ignored (a shell starts background jobs so)."""
+    for sig in STOP_SIGNALS:
+        if sig != signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _on_stop_signal)
+
+
+def stop_requested() -> int:
+    """The signal that asked this process to stop (the first one), 0 if none."""
+    return _requested
+
+
+@contextlib.contextmanager
+def deferred_stop() -> Iterator[None]:
+    """Within the block a stop signal is recorded, not raised: the caller checks `stop_requested()` where it can
+    stop cleanly. A request still pending when the block ends normally is raised there."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if _requested and not _deferring:
+        raise Stopped(_requested)
+
+
+def ignore_stop_signals() -> None:
+    """The process is ending (on an error, or stopped): a stop signal arriving now (torchrun's agent sends SIGTERM
+    to the other workers when one fails) must not replace the error's line with a stop line."""
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is _on_stop_signal:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def exit_stopped(stop: Stopped, stage: str) -> None:
+    """Print the stop's one line (rank 0 only, as the stage's own reports) and exit with 128 + the signal (a signal
+    arriving while Python shuts down is ignored: it would otherwise end the process by the signal instead)."""
+    ignore_stop_signals()
+    if os.environ.get("RANK", "0") == "0":
+        print(stop.message or f"{stage}: stopped by {stop.name}; previous outputs kept", file=sys.stderr, flush=True)
+    sys.exit(128 + stop.signum)
+
+
+def die_with_parent(sig: int, parent: int) -> None:
+    """Have the kernel send `sig` to this process when its parent (the thread that started it) ends (Linux
+    PR_SET_PDEATHSIG; it survives exec). If the parent `parent` is already gone, the signal is sent now."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the call
+        os.kill(os.getpid(), sig)
+
+
 def main(argv: list[str], src: Path) -> None:
+    parent = os.getppid()
     try:
         processes, share, script, args = parse(argv)
     except UsageError as e:
         sys.exit(f"error: {e}; {USAGE}")
     os.environ.update(process_environment(src, processes, share, os.environ))
-    if processes > 1:
+    if processes > 1:  # torchrun's agent forwards SIGTERM, SIGINT and SIGUSR1 to the workers
+        die_with_parent(signal.SIGTERM, parent)
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                  f"--nproc_per_node={processes}", script, *args])
+                                  f"--nproc_per_node={processes}", str(src.parent / "scripts" / "launch.py"),
+                                  script, *args])
+    die_with_parent(signal.SIGKILL if "TORCHELASTIC_RUN_ID" in os.environ else signal.SIGTERM, parent)
+    install_stop_handlers()
     # As `python SCRIPT` would: the script's folder first, then PYTHONPATH (read at start-up, so set here too).
     sys.argv = [script, *args]
     sys.path[:1] = [os.path.dirname(os.path.abspath(script)), str(src)]
-    runpy.run_path(script, run_name="__main__")
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except Stopped as stop:  # while the script imports, before its run_main catches it
+        exit_stopped(stop, Path(script).stem)

@@ -10,13 +10,15 @@ the trajectory).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -25,6 +27,8 @@ import torch.nn as nn
 from ..core import distributed
 from ..core.config import to_dict
 from ..core.errors import PipelineError
+from ..core.files import clear_stale
+from ..core.launch import Stopped, stop_requested
 from ..core.params import DiffusionConfig, ModelConfig, TrainConfig
 from ..nets.builder import build_model
 from .checkpoint import cpu_state, make_checkpoint, save_checkpoint
@@ -90,8 +94,9 @@ class TrainingState:
     """A run's resumable state on this rank: the modules it trains and the counters, sums and logs of the loop.
 
     `step` counts optimizer steps; `epoch` (0-based) and `batch` say where the next step starts; the sums are
-    device tensors, so adding to them never waits for the device. `save()` may be called after any completed
-    step (optimizer step and `add_batch`), mid-epoch or not: the run resumes from exactly there."""
+    device tensors, so adding to them never waits for the device. `save()` (and `stop_if_requested()`, which
+    saves) may be called after any completed step (optimizer step and `add_batch`), mid-epoch or not: the run
+    resumes from exactly there."""
     model: nn.Module  # un-wrapped (no DDP, no compile): what is saved
     ema: nn.Module
     optimizer: torch.optim.Optimizer
@@ -153,6 +158,7 @@ class TrainingState:
                     f"of {self.state_dir / STATE_FILE}")
         if main:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            clear_stale(self.state_dir / STATE_FILE)  # a temp a `kill -9` left mid-save
 
     def state_dict(self) -> dict:
         """The saved dict (STATE_FORMAT): CPU copies, safe to write while training goes on."""
@@ -183,6 +189,38 @@ class TrainingState:
         if self.world.main:
             save_checkpoint(self.state_dir / STATE_FILE, self.state_dict())
         self.saved_step = self.step
+
+    def stop_if_requested(self) -> None:
+        """Stop here if SIGTERM, SIGINT or SIGUSR1 reached any rank (core/launch.py records it): every rank calls
+        this after the same step and they agree (the largest signal number wins); the state is saved at this
+        step unless it just was, every rank waits until rank 0 has written it, and `Stopped` is raised with the
+        line to print (`train: stopped by SIGTERM at step N; state saved, re-run to continue`)."""
+        signum = distributed.agree_max(stop_requested(), self.world)
+        if not signum:
+            return
+        if self.saved_step != self.step:
+            self.save()
+        distributed.barrier(self.world)
+        kept = "state saved, re-run to continue" if self.state_dir is not None else "no state folder: nothing saved"
+        raise Stopped(signum, f"train: stopped by {signal.Signals(signum).name} at step {self.step}; {kept}")
+
+    @contextlib.contextmanager
+    def peer_failures(self) -> Iterator[None]:
+        """Within: a collective failing because another rank is gone (killed, crashed, hung past the timeout)
+        raises a one-line PipelineError saying what is kept. Nothing is saved then: this rank may be part-way
+        through a step."""
+        try:
+            yield
+        except RuntimeError as e:
+            what = distributed.peer_failure(e) if self.world.distributed else ""
+            if not what:
+                raise
+            raise PipelineError(f"train: another process of the run is gone ({what}) at step {self.step}; "
+                                f"{self.kept()}") from None
+
+    def kept(self) -> str:
+        return (f"the last state saved (step {self.saved_step}) is kept in {self.state_dir}, re-run to continue"
+                if self.saved_step is not None and self.state_dir is not None else "no state was saved")
 
     def begin_epoch(self, epoch: int) -> None:
         """Enter `epoch`; at its first batch (not in an epoch resumed mid-way) the loss sums start from zero."""

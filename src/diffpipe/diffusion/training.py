@@ -8,7 +8,9 @@ last step), the weights' finiteness and their copy to the host at every save, an
 epoch's end.
 
 The loop's resumable state (weights, optimizer, counters, partial sums, logs) is a TrainingState
-(train_state.py), which loads, resumes and saves itself.
+(train_state.py), which loads, resumes and saves itself, and stops the run, saved, when a stop signal
+(SIGTERM, SIGINT, SIGUSR1: core/launch.py) reached any rank: after the step under way, which every rank
+agrees on.
 
 Randomness is counter-based (noise.py): the order of each pass over the set, and each image's t and eps, are
 functions of (train.seed, the image's global position in the run). Under torchrun with k processes
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from ..core import distributed
 from ..core.devices import autocast_dtype, resolve_device
 from ..core.errors import PipelineError
+from ..core.launch import deferred_stop
 from ..core.params import DiffusionConfig, ModelConfig, TrainConfig
 from ..core.progress import progress_bar
 from ..core.tracking import TrainingLog
@@ -279,8 +282,9 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     `history` (DVCLive) receives, every `train.log_every` steps, the window loss, learning rate, EMA decay
     and throughput, and each epoch's mean loss; it is opened resumed when the state is.
 
-    With `state_dir`, the complete state is saved there atomically every `train.checkpoint_every` steps and
-    at each epoch end, and a run made from the same data and settings is resumed from it.
+    With `state_dir`, the complete state is saved there atomically every `train.checkpoint_every` steps, at
+    each epoch end and when a stop signal ends the run (launch.Stopped is raised then), and a run made from
+    the same data and settings is resumed from it.
 
     Under torchrun (WORLD_SIZE > 1) every process calls this with the same arguments; rank 0 alone saves,
     logs and calls `on_epoch_end`, and the other ranks' result has no checkpoint (None).
@@ -301,7 +305,8 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     data = DeviceData(torch.from_numpy(images).to(device),
                       None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device),
                       norm, torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    describe = dict(diffusion=diffusion, model_cfg=model_cfg, train_cfg=cfg, image_shape=images.shape[1:], norm=norm)
+    describe = dict(diffusion=diffusion, model_cfg=model_cfg, train_cfg=cfg, image_shape=images.shape[1:], norm=norm,
+                    data_md5=state.fingerprint["data_md5"])
     per_epoch = n * cfg.repeats  # an epoch walks the set `repeats` times, each pass in its own order
     steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
     if not world.main:
@@ -310,50 +315,54 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
         history.start(state.saved_step)
 
     # The loop waits for the device only to read numbers back: the window loss when it is logged, the weights'
-    # finiteness (and their copy to the host) at every save, and the epoch loss at each epoch's end.
+    # finiteness (and their copy to the host) at every save, and the epoch loss at each epoch's end. A stop signal
+    # (SIGTERM, SIGINT, SIGUSR1) waits for the step to finish: after it the ranks agree to stop, and it is saved.
     clock = Clock()
     bar = progress_bar(desc="training", total=cfg.epochs * steps_per_epoch, initial=state.step, unit="step",
                        enabled=progress)
-    for epoch in range(state.epoch, cfg.epochs):
-        state.begin_epoch(epoch)
-        state.model.train()
-        order = epoch_order(cfg.seed, epoch, n, cfg.repeats, device)
-        clock.begin_epoch()
-        for b in range(state.batch, steps_per_epoch):
-            # this rank's share of the batch
-            mine, size = my_share(b, cfg.batch_size, per_epoch, world, device)
-            x0, y = data.take(order[mine])
-            # noise and loss: this rank's share of the global batch mean (DDP averages the k ranks' gradients: × k)
-            losses = batch_losses(eps_fn, schedule, x0, epoch * per_epoch + mine, y, cfg)
-            loss = losses.sum() * (world.size / size)
-            # optimizer and EMA (the learning rate is a function of the step alone: it resumes exactly)
-            optimizer_step(state, loss, lr_at(state.step, cfg.epochs * steps_per_epoch, cfg))
-            # the global batch's loss sum into the epoch and window sums (on the device)
-            state.add_batch(distributed.all_reduce_sum(losses.detach().sum(), world), size)
-            clock.count(size)
-            bar.update(1)
-            # log the window
-            if state.step % cfg.log_every == 0 or b == steps_per_epoch - 1:
-                log_window(state, clock, bar, history)
-            # periodic save (not at the epoch's last batch: the epoch end saves)
-            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and b < steps_per_epoch - 1:
-                state.save()
-        # end of epoch: mean loss, best epoch, preview grid, save
-        epoch_loss = state.end_epoch(per_epoch)
-        img_per_s = clock.end_epoch()
-        if history is not None:
-            history.log(state.step, {"train/epoch_loss": epoch_loss})
-        if world.main:
-            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} ({img_per_s:.1f} img/s)")
-        if world.main and cfg.keep == "best" and (state.best is None or epoch_loss < state.best["loss"]):
-            # The MNIST DDPM source keeps the checkpoint with the lowest mean epoch loss.
-            state.best = {"loss": epoch_loss, "checkpoint": state.checkpoint(epoch + 1, epoch_loss, **describe)}
-        if on_epoch_end is not None:
-            state.ema.eval()
-            on_epoch_end(epoch + 1, state.ema, schedule, norm)
-        state.epoch, state.batch = epoch + 1, 0
-        state.save()
-    bar.close()
+    with deferred_stop(), state.peer_failures(), bar:
+        for epoch in range(state.epoch, cfg.epochs):
+            state.begin_epoch(epoch)
+            state.model.train()
+            order = epoch_order(cfg.seed, epoch, n, cfg.repeats, device)
+            clock.begin_epoch()
+            for b in range(state.batch, steps_per_epoch):
+                # this rank's share of the batch
+                mine, size = my_share(b, cfg.batch_size, per_epoch, world, device)
+                x0, y = data.take(order[mine])
+                # noise and loss: this rank's share of the global batch mean (DDP averages the k ranks' gradients: × k)
+                losses = batch_losses(eps_fn, schedule, x0, epoch * per_epoch + mine, y, cfg)
+                loss = losses.sum() * (world.size / size)
+                # optimizer and EMA (the learning rate is a function of the step alone: it resumes exactly)
+                optimizer_step(state, loss, lr_at(state.step, cfg.epochs * steps_per_epoch, cfg))
+                # the global batch's loss sum into the epoch and window sums (on the device)
+                state.add_batch(distributed.all_reduce_sum(losses.detach().sum(), world), size)
+                clock.count(size)
+                bar.update(1)
+                # log the window
+                if state.step % cfg.log_every == 0 or b == steps_per_epoch - 1:
+                    log_window(state, clock, bar, history)
+                # periodic save, and a stop if one was asked for (at the epoch's last batch the epoch end does both)
+                if b < steps_per_epoch - 1:
+                    if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                        state.save()
+                    state.stop_if_requested()
+            # end of epoch: mean loss, best epoch, preview grid, save, and a stop if asked
+            epoch_loss = state.end_epoch(per_epoch)
+            img_per_s = clock.end_epoch()
+            if history is not None:
+                history.log(state.step, {"train/epoch_loss": epoch_loss})
+            if world.main:
+                bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {epoch_loss:.5f} ({img_per_s:.1f} img/s)")
+            if world.main and cfg.keep == "best" and (state.best is None or epoch_loss < state.best["loss"]):
+                # The MNIST DDPM source keeps the checkpoint with the lowest mean epoch loss.
+                state.best = {"loss": epoch_loss, "checkpoint": state.checkpoint(epoch + 1, epoch_loss, **describe)}
+            if on_epoch_end is not None:
+                state.ema.eval()
+                on_epoch_end(epoch + 1, state.ema, schedule, norm)
+            state.epoch, state.batch = epoch + 1, 0
+            state.save()
+            state.stop_if_requested()
     wall = clock.elapsed()
 
     if not world.main:
