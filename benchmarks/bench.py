@@ -17,7 +17,11 @@ bare GPU machine.
     python benchmarks/bench.py --networks A-default --processes 1 2
     python benchmarks/bench.py --compile                 # torch.compile training and sampling (GPU:
                                                          # mode reduce-overhead, i.e. CUDA graphs)
+    python benchmarks/bench.py --precision fp32 --parts train   # the pipeline in fp32, training only
+    python benchmarks/bench.py --tiny --no-append --out DIR      # smallest sizes: checks that it runs
 Writes benchmarks/results/<device>-<date>.json and .md, and appends the table to benchmarks/RESULTS.md.
+A measurement that fails (out of memory, a compiler error) is a `skipped` row with its error, not the end of
+the run. benchmarks/device_check.sh runs this on a GPU machine in several invocations (README there).
 """
 from __future__ import annotations
 
@@ -62,7 +66,7 @@ RESUNET = dict(widths=[32, 64, 96, 128], block_depth=2, embedding_dims=32, embed
 
 
 def model_config(arch: str, unet: dict) -> ModelConfig:
-    return from_dict(ModelConfig, {"arch": arch, "unet": unet, "resunet": RESUNET}, "model")
+    return from_dict(ModelConfig, {"arch": arch, "num_classes": 0, "unet": unet, "resunet": RESUNET}, "model")
 
 
 def diffusion_config(num_timesteps: int) -> DiffusionConfig:
@@ -106,6 +110,14 @@ def reset_peak(device):
         torch.cuda.reset_peak_memory_stats()
 
 
+PRECISION = "auto"  # --precision: the pipeline path's autocast; auto = bf16 where bf16_ok, else fp32
+
+
+def fast_bf16(device) -> bool:
+    """Whether the pipeline ("fast") path runs under bf16 autocast (--precision)."""
+    return bf16_ok(device) if PRECISION == "auto" else PRECISION == "bf16"
+
+
 def bf16_ok(device) -> bool:
     """bf16 autocast on CUDA, and on CPUs with native bf16 (AVX512-BF16 / AMX) where oneDNN is fast."""
     if device.type == "cuda":
@@ -126,7 +138,7 @@ def pipeline_train_speed(name, device, batch, steps, compile_, processes: int = 
     cfg, shape = NETWORKS[name]
     set_mode(True)
     images = np.random.default_rng(0).integers(0, 256, (batch * steps, *shape), dtype=np.uint8)
-    tcfg = pipeline_train_config(device, batch, bf16_ok(device), compile_, processes)
+    tcfg = pipeline_train_config(device, batch, fast_bf16(device), compile_, processes)
     reset_peak(device)
     result = train(images, diffusion_config(1000), cfg, tcfg, progress=False, log=lambda _: None)
     return {"img_per_s": result.cost["epoch_img_per_s"][-1], "peak_mem_mb": peak_memory_mb(device), "batch": batch,
@@ -148,7 +160,7 @@ def train_speed(name, fast, device, batch, steps, warmup, compile_):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=fast)
-    bf16 = fast and bf16_ok(device)
+    bf16 = fast and fast_bf16(device)
     forward = torch.compile(model) if (fast and compile_) else model
     eps_fn = make_eps_fn(forward, schedule, torch.bfloat16 if bf16 else None)
     data = torch.randint(0, 256, (batch * 4, *shape), dtype=torch.uint8, device=device)
@@ -198,7 +210,7 @@ def pipeline_sample_speed(name, device, sampler, batch, timed_steps, compile_):
     T = run_steps if sampler == "ddpm" else 1000
     schedule = NoiseSchedule.from_config(diffusion_config(T)).to(device)
     spec = SamplerSpec(sampler=sampler, steps=run_steps, eta=1.0, clip_x0=False)
-    dtype = torch.bfloat16 if bf16_ok(device) else None
+    dtype = torch.bfloat16 if fast_bf16(device) else None
     warm = min(batch, 2000)
     generate(model, schedule, shape, spec, warm, 0, warm, dtype, progress=False)  # warm-up (and compile)
     sync(device)
@@ -209,7 +221,7 @@ def pipeline_sample_speed(name, device, sampler, batch, timed_steps, compile_):
     seconds = (time.perf_counter() - start) * total_steps / run_steps
     return {"img_per_s": batch / seconds, "seconds_full_run": seconds, "batch": batch, "steps": total_steps,
             "timed_steps": run_steps, "peak_mem_mb": peak_memory_mb(device), "compiled": compile_,
-            "code": "diffpipe.diffusion.generate.generate"}
+            "bf16": dtype is not None, "code": "diffpipe.diffusion.generate.generate"}
 
 
 class GeneratorPerImageNoise:
@@ -302,15 +314,24 @@ def sample_speed(name, fast, device, sampler, batch, timed_steps, compile_=False
             "peak_mem_mb": peak_memory_mb(device)}
 
 
-def inception_speed(device, batch, n):
+def inception_speed(device, batch, n, random_weights_ok: bool = False):
+    """Inception features img/s with the pipeline's extractor. Without the converted weights file and with
+    `random_weights_ok` (--inception-random-weights), the same network with random weights is timed (its speed
+    does not depend on the weights' values; the row says so)."""
     try:
+        from diffpipe.core.fidelity import inception_skeleton
         from diffpipe.metrics.features import load_extractor
     except Exception as e:  # noqa: BLE001 - torch-fidelity absent on a bare GPU machine
         return {"skipped": f"{type(e).__name__}: {e}"}
     weights = ROOT / "models" / "inception" / "pt_inception_fid.pth"
-    if not weights.exists():
+    if weights.exists():
+        extractor, kind = load_extractor(weights, device.type), "converted FID weights"
+    elif random_weights_ok:
+        torch.manual_seed(0)
+        extractor = inception_skeleton().eval().to(device=device, memory_format=torch.channels_last)
+        kind = "random (timing only: the weights file is absent)"
+    else:
         return {"skipped": f"{weights} missing (run `dvc repro inception_weights`)"}
-    extractor = load_extractor(weights, device.type)
     images = torch.randint(0, 256, (batch, 3, 28, 28), dtype=torch.uint8, device=device)
     with torch.inference_mode():
         extractor(images)
@@ -320,21 +341,24 @@ def inception_speed(device, batch, n):
             extractor(images)
         sync(device)
     seconds = time.perf_counter() - start
-    return {"img_per_s": batch * max(1, n // batch) / seconds, "batch": batch}
+    return {"img_per_s": batch * max(1, n // batch) / seconds, "batch": batch, "weights": kind}
 
 
 def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [f"### {meta['device_name']} — {meta['date']}",
              "", f"torch {meta['torch']}, Python {meta['python']}, threads {meta['threads']}; "
-             f"{'quick run' if meta['quick'] else 'full run'}; pipeline = the stages' own `train()` / "
-             f"`generate()`{', torch.compile' if meta.get('compile') else ''}.", "",
+             f"{'tiny run' if meta.get('tiny') else 'quick run' if meta['quick'] else 'full run'}; pipeline = the "
+             f"stages' own `train()` / `generate()`{', torch.compile' if meta.get('compile') else ''}"
+             f"{', precision ' + meta['precision'] if meta.get('precision', 'auto') != 'auto' else ''}.", "",
              "| network | measurement | baseline (fp32 eager) | pipeline | speed-up | pipeline peak MB |",
              "|---|---|---|---|---|---|"]
     for net, rows in results["networks"].items():
         for key, pair in rows.items():
             base, fast = pair["baseline"], pair["fast"]
             if "img_per_s" not in fast:
+                if "skipped" in fast:
+                    lines.append(f"| {net} | {key} | skipped: {fast['skipped']} | | | |")
                 continue
             b = base.get("img_per_s")
             lines.append(f"| {net} | {key} img/s | {b:.3g} | {fast['img_per_s']:.3g} | "
@@ -359,15 +383,38 @@ def markdown(results: dict) -> str:
                 lines.append(f"| {name} | train, {k} processes | skipped: {row['skipped']} | | | |")
     inc = results.get("inception", {})
     if "img_per_s" in inc:
-        lines.append(f"| Inception-v3 | features img/s (batch {inc['batch']}) | – | {inc['img_per_s']:.3g} | – | – |")
+        weights = "" if inc.get("weights", "converted FID weights") == "converted FID weights" else ", random weights"
+        lines.append(f"| Inception-v3 | features img/s (batch {inc['batch']}{weights}) | – | {inc['img_per_s']:.3g} "
+                     "| – | – |")
     elif inc:
         lines.append(f"| Inception-v3 | features | skipped: {inc['skipped']} | | | |")
     return "\n".join(lines) + "\n"
 
 
+def measured(fn, *args):
+    """One measurement; its failure (out of memory, a compiler error) is recorded as a skipped row."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - the rest of the run still counts
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(json.dumps({"failed": f"{fn.__name__}{args[:1]}", "error": f"{type(e).__name__}: {first}"}), flush=True)
+        return {"skipped": f"{type(e).__name__}: {first}"}
+
+
 def main() -> None:
+    global PRECISION
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer timed steps")
+    ap.add_argument("--tiny", action="store_true", help="the smallest sizes (a dry run's check that it runs)")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="the pipeline path's precision (auto: bf16 on CUDA and bf16-capable CPUs)")
+    ap.add_argument("--parts", nargs="+", choices=["train", "sample", "noise", "inception"],
+                    default=["train", "sample", "noise", "inception"], help="what to measure")
+    ap.add_argument("--inception-random-weights", action="store_true",
+                    help="time the Inception network with random weights when the weights file is absent")
+    ap.add_argument("--no-append", action="store_true", help="do not append the table to benchmarks/RESULTS.md")
     ap.add_argument("--networks", nargs="*", default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile the fast path (GPU)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -385,38 +432,50 @@ def main() -> None:
     if args.render:
         print(markdown(json.loads(Path(args.render).read_text())), end="")
         return
+    PRECISION = args.precision
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cpu = device.type == "cpu"
     train_batch = 128
     train_steps, warmup = (3, 1) if cpu else (30 if args.quick else 100, 10)
     sample_batch = 128 if cpu else 10000
     sample_steps = 2 if cpu else (50 if args.quick else 1000)
+    inception_batch, inception_n = (50, 100) if cpu else (500, 10000)
+    if args.tiny:
+        train_batch, train_steps, warmup, sample_batch, sample_steps = 8, 2, 1, 8, 2
+        inception_batch, inception_n = 2, 2
+        args.noise_images = min(args.noise_images, 64)
     results = {"meta": {
         "device_name": torch.cuda.get_device_name() if not cpu else f"CPU ({platform.processor() or platform.machine()})",
         "device": device.type, "torch": torch.__version__, "python": platform.python_version(),
         "threads": torch.get_num_threads(), "date": dt.date.today().isoformat(), "quick": args.quick,
-        "compile": args.compile, "cpu_count": os.cpu_count()},
+        "compile": args.compile, "cpu_count": os.cpu_count(), "tiny": args.tiny, "precision": args.precision,
+        "parts": args.parts, "cuda": torch.version.cuda},
         "networks": {}}
     for net in args.networks or list(NETWORKS):
         rows = {}
-        batch = train_batch if net != "B-64px" else 64
-        rows["train"] = {mode: train_speed(net, mode == "fast", device, batch, train_steps, warmup, args.compile)
-                         for mode in ("baseline", "fast")}
-        for sampler in ("ddim50", "ddpm1000"):
+        batch = train_batch if net != "B-64px" else min(train_batch, 64)
+        if "train" in args.parts:
+            rows["train"] = {mode: measured(train_speed, net, mode == "fast", device, batch, train_steps, warmup,
+                                            args.compile)
+                             for mode in ("baseline", "fast")}
+        for sampler in ("ddim50", "ddpm1000") if "sample" in args.parts else ():
             sb = sample_batch if net != "B-64px" else min(sample_batch, 1000)
-            rows[f"sample {sampler}"] = {mode: sample_speed(net, mode == "fast", device, sampler[:4], sb, sample_steps,
-                                                            args.compile)
+            rows[f"sample {sampler}"] = {mode: measured(sample_speed, net, mode == "fast", device, sampler[:4], sb,
+                                                        sample_steps, args.compile)
                                          for mode in ("baseline", "fast")}
         results["networks"][net] = rows
         print(json.dumps({net: {k: {m: round(v[m].get("img_per_s", 0), 2) for m in v} for k, v in rows.items()}}),
               flush=True)
-    results["noise"] = noise_speed(device, args.noise_images)
-    print(json.dumps({"noise": results["noise"]}), flush=True)
+    if "noise" in args.parts:
+        results["noise"] = noise_speed(device, args.noise_images)
+        print(json.dumps({"noise": results["noise"]}), flush=True)
     if args.processes:
         net = (args.networks or ["A-default"])[0]
         results["processes"] = {net: process_scaling(net, device, train_batch if net != "B-64px" else 64,
                                                      max(train_steps, 4), args.processes, args.compile)}
-    results["inception"] = inception_speed(device, 50 if cpu else 500, 100 if cpu else 10000)
+    if "inception" in args.parts:
+        results["inception"] = measured(inception_speed, device, inception_batch, inception_n,
+                                        args.inception_random_weights)
     set_mode(True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -424,8 +483,9 @@ def main() -> None:
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (out / f"{stem}.md").write_text(table)
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write("\n" + table)
+    if not args.no_append:
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+            f.write("\n" + table)
     print(table)
 
 
