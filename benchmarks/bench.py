@@ -72,7 +72,8 @@ def model_config(arch: str, unet: dict) -> ModelConfig:
 def diffusion_config(num_timesteps: int) -> DiffusionConfig:
     return from_dict(DiffusionConfig, dict(num_timesteps=num_timesteps, schedule="linear", beta_start=1.0e-4,
                                            beta_end=0.02, cosine_s=0.008, max_signal_rate=0.95,
-                                           min_signal_rate=0.02), "diffusion")
+                                           min_signal_rate=0.02, prediction="eps", zero_terminal_snr=False),
+                     "diffusion")
 
 
 ROOT_PARAMS = read_yaml(ROOT / "params.yaml")

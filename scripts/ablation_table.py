@@ -22,7 +22,10 @@ SECTIONS = ("prepare", "diffusion", "model", "train", "sample")
 # an experiment without the key is compared as if it had this value.
 ADDED_LATER = {"prepare.num_classes": 10, "train.lr_schedule": "constant", "train.warmup_steps": 0, "train.min_snr_gamma": 0.0,
                "train.repeats": 1, "train.keep": "best", "model.num_classes": 0, "train.cond_drop_prob": 0.1,
-               "train.processes": 1, "sample.processes": 1, "sample.labels": [], "sample.guidance_scale": 1.0}
+               "train.processes": 1, "sample.processes": 1, "sample.labels": [], "sample.guidance_scale": 1.0,
+               "diffusion.prediction": "eps", "diffusion.zero_terminal_snr": False, "train.timesteps": "uniform",
+               "train.lognormal_mean": -1.2, "train.lognormal_std": 1.2,
+               "train.grid_sampler": "ddim", "train.grid_eta": 0.0}
 
 
 def git(*args: str) -> str:

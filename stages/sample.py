@@ -20,6 +20,7 @@ from diffpipe.data.pixel_csv import write_pixel_csv
 from diffpipe.diffusion.checkpoint import load_model
 from diffpipe.diffusion.generate import record_process, requested_labels
 from diffpipe.diffusion.inference import draw, schedule_of
+from diffpipe.diffusion.denoiser import network_calls
 from diffpipe.diffusion.samplers import describe_sampler
 from diffpipe.pictures.grids import class_rows, display_scale, save_grid
 from diffpipe.pictures.process import save_process
@@ -55,7 +56,8 @@ def main() -> None:
     seeds = range(cfg.first_seed, cfg.first_seed + cfg.process_seeds)
     schedule = schedule_of(loaded)
     frames, x0s, ts = record_process(loaded.model, schedule, loaded.image_shape, seeds, cfg, cfg.process_frames,
-                                     loaded.norm, requested_labels(cfg.labels, len(seeds)), cfg.guidance_scale)
+                                     loaded.norm, requested_labels(cfg.labels, len(seeds)), cfg.guidance_scale,
+                                     prediction=loaded.diffusion.prediction)
     strip_t = save_process(frames, x0s, ts, args.process_gif, args.process_strip, cfg.strip_columns)
     files.write_npy(args.out, images)
     files.write_npy(args.labels_out, np.full(len(images), -1, dtype=np.int64) if labels is None else labels)
@@ -67,7 +69,7 @@ def main() -> None:
         write_pixel_csv(args.csv, images, labels)
     files.write_json(args.report, {
         "num_images": cfg.num_images,
-        **describe_sampler(cfg, loaded.diffusion.num_timesteps),
+        **describe_sampler(cfg, loaded.diffusion.num_timesteps, network_calls(bool(cfg.labels), cfg.guidance_scale)),
         "first_seed": cfg.first_seed,
         "labels": list(cfg.labels), "guidance_scale": cfg.guidance_scale if cfg.labels else None,
         "pixel_mean": float(np.mean(images) / 255.0),

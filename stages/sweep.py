@@ -85,7 +85,7 @@ def main() -> None:
             continue
         images, seconds = timed_generate(loaded.model, schedule, loaded.image_shape, point, cfg.num_images,
                                          cfg.first_seed, cfg.batch_size, norm=loaded.norm, labels=labels,
-                                         guidance_scale=scale)
+                                         guidance_scale=scale, prediction=loaded.diffusion.prediction)
         start = time.perf_counter()
         fake = features.extract_features(images, args.weights, device.type, cfg.feature_batch_size, progress=True)
         cost[name] = {"sampling_s_per_img": seconds / cfg.num_images,

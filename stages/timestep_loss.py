@@ -28,7 +28,7 @@ def main() -> None:
     images = files.read_image_array(args.images)
     loaded = load_model(args.checkpoint, resolve_device("auto"))
     schedule = NoiseSchedule.from_config(loaded.diffusion).to(next(loaded.model.parameters()).device)
-    rows = loss_by_timestep(loaded.model, schedule, images, cfg, loaded.norm)
+    rows = loss_by_timestep(loaded.model, schedule, images, cfg, loaded.norm, loaded.diffusion.prediction)
     write_csv_rows(args.csv, rows)
     plot_xy(rows, "t_mid", "mse", args.plot, f"held-out noise-prediction MSE by timestep ({min(len(images), cfg.num_images)} images)")
 

@@ -63,7 +63,8 @@ def main() -> None:
         if cfg.grid_images == 0:
             return
         samples = generate(ema_model, schedule, images.shape[1:], preview, cfg.grid_images, cfg.seed,
-                           cfg.grid_images, progress=False, norm=norm, labels=grid_labels)
+                           cfg.grid_images, progress=False, norm=norm, labels=grid_labels,
+                           prediction=params.diffusion.prediction)
         history.image(f"grids/epoch_{epoch:03d}.png", grid_image(samples, scale=display_scale(samples.shape[-1])))
 
     result = train(images, params.diffusion, params.model, cfg, state_dir=Path(args.state), on_epoch_end=write_grid,

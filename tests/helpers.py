@@ -20,7 +20,7 @@ REDUCED_UNET = dict(down_ch=[32, 64, 128], mid_ch=[128, 128], up_ch=[128, 64, 16
 RESUNET = dict(widths=[32, 64, 96, 128], block_depth=2, embedding_dims=32, embedding_min_frequency=1.0,
                embedding_max_frequency=1000.0)
 DIFFUSION = dict(num_timesteps=1000, schedule="linear", beta_start=1.0e-4, beta_end=0.02, cosine_s=0.008,
-                 max_signal_rate=0.95, min_signal_rate=0.02)
+                 max_signal_rate=0.95, min_signal_rate=0.02, prediction="eps", zero_terminal_snr=False)
 
 
 def root_params():

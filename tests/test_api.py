@@ -122,7 +122,7 @@ def test_the_command_writes_a_folder_of_pngs_a_csv_or_a_grid(tmp_path):
     (["sample", "{text}", "--out", "x.png"], r"notes\.txt: not a readable checkpoint"),
     (["sample", "{folder}", "--out", "x.png"], r"empty: not a diffpipe export \(no config\.json"),
     (["sample", "{fixture}", "--sampler", "dpm", "--out", "x.png"],
-     r"argument --sampler: invalid choice: 'dpm' \(choose from 'ddpm', 'ddim'\)"),
+     r"argument --sampler: invalid choice: 'dpm' \(choose from 'ddpm', 'ddim', 'dpmpp_2m', 'dpmpp_2m_sde', 'heun'\)"),
     (["sample", "{fixture}", "-n", "0", "--out", "x.png"], r"-n must be a whole number >= 1, got 0"),
     (["sample", "{fixture}", "-n", "-2", "--out", "x.png"], r"-n must be a whole number >= 1, got -2"),
     (["sample", "{fixture}", "-n", "two", "--out", "x.png"], r"argument -n/--num-images: invalid int value: 'two'"),
@@ -155,7 +155,7 @@ def test_sample_arguments_are_checked_in_one_line_naming_them(model, tmp_path):
     cond = diffpipe.load(random_checkpoint(tmp_path / "cond.pt", channels=3, num_classes=3), device="cpu")
     for call, message in [
         (lambda: model.sample(0), r"^argument `n` must be a whole number >= 1, got 0$"),
-        (lambda: model.sample(2, sampler="dpm"), r"^argument `sampler` must be one of \['ddpm', 'ddim'\], got 'dpm'$"),
+        (lambda: model.sample(2, sampler="dpm"), r"^argument `sampler` must be one of \['ddpm', 'ddim', 'dpmpp_2m', 'dpmpp_2m_sde', 'heun'\], got 'dpm'$"),
         (lambda: model.sample(2, steps=0), r"^argument `steps` must be >= 1, got 0$"),
         (lambda: model.sample(2, seed=-1), r"^argument `seed` must be a whole number >= 0, got -1$"),
         (lambda: model.sample(2, guidance_scale=3.0), r"^argument `guidance_scale` \(3\.0\) guides towards a label"),
@@ -176,7 +176,7 @@ def test_the_samplers_are_the_params_schema_s(model):
     from diffpipe.core.config import from_dict
     from diffpipe.core.params import SamplerSpec
 
-    assert diffpipe.SAMPLERS == ("ddpm", "ddim")
+    assert diffpipe.SAMPLERS == ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2m_sde", "heun")
     choices = [a for a in cli.parser()._subparsers._group_actions[0].choices["sample"]._actions
                if a.dest == "sampler"][0].choices
     assert tuple(choices) == diffpipe.SAMPLERS

@@ -139,7 +139,7 @@ def test_requested_labels_and_grid_rows_and_accuracy():
 
 
 def test_sweep_counts_both_network_calls_of_guidance():
-    described = {"sampler": "ddim", "steps": 50, "eta": 1.0}
+    described = {"sampler": "ddim", "steps": 50, "eta": 1.0, "nfe": 50}
     assert point_row("p", described, 1.0, 0.1, 0.01)["nfe"] == 50
     assert point_row("p", described, 1.0, 0.1, 0.01, guidance_scale=1.0, accuracy=0.9)["nfe"] == 50
     assert point_row("p", described, 1.0, 0.1, 0.01, guidance_scale=3.0, accuracy=0.9)["nfe"] == 100

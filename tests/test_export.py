@@ -56,7 +56,7 @@ def test_the_export_holds_the_ema_weights_and_a_config_that_rebuilds_the_model(e
     ckpt = torch.load(FIXTURE, map_location="cpu", weights_only=True)
     assert (config["format"], config["format_version"], config["weights"]) == ("diffpipe-export", 1,
                                                                                "model.safetensors")
-    assert config["prediction_type"] == "epsilon"  # recorded, so that a later version can add v / x0
+    assert config["prediction_type"] == "epsilon"  # diffusion.prediction eps (the fixture's legacy value)
     assert config["image_shape"] == ckpt["image_shape"] == [3, 16, 16] and config["data_norm"] == ckpt["data_norm"]
     assert [to_dict(c) for c in read_configs(config, "")] == [to_dict(c) for c in read_configs(ckpt["config"])]
     assert config["num_parameters"] == 6771
@@ -139,7 +139,8 @@ def set_key(path, value):
      r"'extra'\)$"),
     (set_key(("format_version",), 2), None, r"config\.json: format_version 2 is not one this diffpipe 0\.1\.0 reads"),
     (set_key(("prediction_type",), "v_prediction"), None,
-     r"config\.json: prediction_type 'v_prediction' is not supported \(this diffpipe samples 'epsilon' models\)$"),
+     r"config\.json: prediction_type 'v_prediction' does not match diffusion\.prediction 'eps' \(prediction_type "
+     r"'epsilon'\)$"),
     (set_key(("model", "arch"), "transformer"), None,
      r"config\.json: params key `model\.arch` must be one of \['unet', 'resunet'\], got 'transformer'$"),
     (set_key(("image_shape",), [3, 16]), None, r"config\.json: image_shape must be \[C, H, W\]"),

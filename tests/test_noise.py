@@ -79,3 +79,29 @@ def test_shards_cover_every_index_once_in_whole_batches(n, size, batch):
     parts = [shard(n, World(r, size, r), batch) for r in range(size)]
     assert [i for p in parts for i in p] == list(range(n))
     assert all(p.start % batch == 0 for p in parts if len(p))
+
+
+def test_lognormal_timesteps_follow_edm_s_sigma_distribution():
+    """EDM's training noise levels (Karras et al. 2022, sec. 5: ln sigma ~ N(P_mean, P_std²)) on the discrete
+    linear schedule: the drawn steps' ln sigma has the normal's mean, standard deviation and quantiles (the
+    bins are narrow where the mass is: T = 1000 steps over ln sigma in [-4.6, 5.1]); the draw is a function of
+    (seed, position) as the uniform one is, and the uniform draw is unchanged by the option."""
+    from helpers import diffusion_cfg, train_cfg
+
+    from diffpipe.diffusion.schedule import NoiseSchedule
+    from diffpipe.diffusion.training import timestep_cdf
+
+    schedule = NoiseSchedule.from_config(diffusion_cfg(num_timesteps=1000, schedule="linear"))
+    assert timestep_cdf(schedule, train_cfg(timesteps="uniform")) is None
+    cdf = timestep_cdf(schedule, train_cfg(timesteps="lognormal", lognormal_mean=-1.2, lognormal_std=1.2))
+    assert cdf.shape == (1000,) and cdf[-1] == 1.0 and bool((cdf[1:] >= cdf[:-1]).all())
+    positions = torch.arange(200_000)
+    t, _ = step_noise(0, positions, 1000, (1, 1, 1), cdf)
+    ab = schedule.alpha_bar_f64[t]
+    log_sigma = 0.5 * torch.log((1 - ab) / ab).numpy()
+    assert abs(log_sigma.mean() - (-1.2)) < 0.02 and abs(log_sigma.std() - 1.2) < 0.02
+    assert stats.kstest((log_sigma + 1.2) / 1.2, "norm").statistic < 0.01  # the bins' width is the only error
+    parts = [step_noise(0, p, 1000, (1, 1, 1), cdf)[0] for p in positions[:64].tensor_split(3)]
+    assert torch.equal(t[:64], torch.cat(parts))
+    assert torch.equal(step_noise(0, positions[:64], 1000, (1, 1, 1))[0],
+                       step_noise(0, positions[:64], 1000, (1, 1, 1), None)[0])

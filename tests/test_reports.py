@@ -10,6 +10,7 @@ from diffpipe.core.config import from_dict
 from diffpipe.core.errors import ConfigError
 from diffpipe.core.params import SweepConfig, TimestepLossConfig
 from diffpipe.diffusion.generate import record_process
+from diffpipe.diffusion.samplers import describe_sampler
 from diffpipe.diffusion.schedule import NoiseSchedule
 from diffpipe.metrics.sweep import markdown_table, metrics_of, point_row, sorted_rows
 from diffpipe.metrics.timestep_loss import loss_by_timestep
@@ -37,15 +38,24 @@ def test_sweep_points_are_checked_up_front():
 
 
 def test_sweep_rows_series_order_and_metrics():
-    described = {"ddpm": dict(sampler="ddpm", steps=1000, eta=1.0), "d50": dict(sampler="ddim", steps=50, eta=0.0),
-                 "d50_eta1": dict(sampler="ddim", steps=50, eta=1.0), "d10": dict(sampler="ddim", steps=10, eta=0.0)}
-    rows = sorted_rows([point_row(name, d, fid=1.0, kid_mean=0.001, kid_std=0.0001) for name, d in described.items()])
-    assert [r["point"] for r in rows] == ["d10", "d50", "d50_eta1", "ddpm"]
+    specs = {"ddpm": spec("ddpm", steps=1000), "d50": spec("ddim", steps=50, eta=0.0),
+             "d50_eta1": spec("ddim", steps=50, eta=1.0), "d10": spec("ddim", steps=10, eta=0.0),
+             "heun5": spec("heun", steps=5, eta=0.0), "dpm10": spec("dpmpp_2m", steps=10),
+             "sde10": spec("dpmpp_2m_sde", steps=10)}
+    rows = sorted_rows([point_row(name, describe_sampler(s, 1000), fid=1.0, kid_mean=0.001, kid_std=0.0001)
+                        for name, s in specs.items()])
+    assert [r["point"] for r in rows] == ["d10", "d50", "d50_eta1", "heun5", "dpm10", "sde10", "ddpm"]
     # sampler and eta are told apart: DDPM and DDIM eta 1 share NFE-free series names, never one line
-    assert [r["series"] for r in rows] == ["DDIM eta=0", "DDIM eta=0", "DDIM eta=1", "DDPM"]
-    assert [r["nfe"] for r in rows] == [10, 50, 50, 1000]
+    assert [r["series"] for r in rows] == ["DDIM eta=0", "DDIM eta=0", "DDIM eta=1", "Heun eta=0",
+                                           "DPM-Solver++(2M)", "SDE-DPM-Solver++(2M)", "DDPM"]
+    # network evaluations per image: Heun's second-order steps count twice (all but the last)
+    assert [r["nfe"] for r in rows] == [10, 50, 50, 9, 10, 10, 1000]
     assert metrics_of(rows)["d50"] == {"fid": 1.0, "kid_mean": 0.001, "kid_std": 0.0001}
-    assert markdown_table(rows, 100).count("\n| ") == 5  # header + 4 rows
+    assert markdown_table(rows, 100).count("\n| ") == 8  # header + 7 rows
+    # classifier-free guidance at a scale other than 0 or 1 doubles every evaluation
+    guided_row = point_row("g", describe_sampler(specs["heun5"], 1000), 1.0, 0.001, 0.0001, guidance_scale=3.0)
+    assert guided_row["nfe"] == 18
+    assert describe_sampler(specs["dpm10"], 1000, network_calls=2)["nfe"] == 20
 
 
 def test_loss_by_timestep_rows_are_reproducible():

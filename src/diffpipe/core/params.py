@@ -60,8 +60,8 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """`diffusion`: the noise schedule. Each schedule reads its own keys; all are kept so that
-    `-S diffusion.schedule=…` works."""
+    """`diffusion`: the noise schedule and what the network predicts. Each schedule reads its own keys; all are
+    kept so that `-S diffusion.schedule=…` works."""
 
     num_timesteps: int = key("T, the number of diffusion steps", ge=1)
     schedule: Literal["linear", "cosine", "angle"] = key(
@@ -71,8 +71,17 @@ class DiffusionConfig:
     cosine_s: float = key("cosine schedule: the offset s of improved DDPM", gt=0, when=("schedule", "cosine"))
     max_signal_rate: float = key("angle schedule: signal rate at t = 0", gt=0, lt=1, when=("schedule", "angle"))
     min_signal_rate: float = key("angle schedule: signal rate at t = 1", gt=0, lt=1, when=("schedule", "angle"))
+    prediction: Literal["eps", "v", "x0"] = key(
+        "what the network outputs and training regresses it on: the noise eps (DDPM), v = sqrt(alpha_bar) eps - "
+        "sqrt(1 - alpha_bar) x0 (Salimans & Ho 2022) or x0 itself; every sampler takes any of them",
+        legacy="eps")
+    zero_terminal_snr: bool = key("rescale the betas so that alpha_bar at the last step is exactly 0, the first "
+                                  "unchanged (zero terminal SNR, Lin et al. 2023, Algorithm 1); needs prediction v "
+                                  "or x0", legacy=False)
 
     def check(self, key: str) -> None:
+        require(not (self.zero_terminal_snr and self.prediction == "eps"), f"{key}.zero_terminal_snr",
+                f"needs {key}.prediction v or x0: at ᾱ = 0 the noise eps says nothing of x0 (got prediction eps)")
         if self.schedule == "linear":
             require(self.beta_end > self.beta_start, f"{key}.beta_end",
                     f"must be greater than {key}.beta_start ({self.beta_end} <= {self.beta_start})")
@@ -174,9 +183,18 @@ class TrainConfig:
                                                      "train.epochs)", legacy="constant")
     warmup_steps: int = key("linear learning-rate warm-up over the first N optimizer steps; 0 = none", ge=0,
                             legacy=0)
-    loss: Literal["mse", "l1"] = key("the loss on the predicted noise")
-    min_snr_gamma: float = key("Min-SNR-gamma loss weight min(SNR, gamma)/SNR (Hang et al. 2023); 0 = off "
-                               "(uniform, DDPM's L_simple)", ge=0, legacy=0.0)
+    loss: Literal["mse", "l1"] = key("the loss on the network's output against its target (diffusion.prediction)")
+    min_snr_gamma: float = key("Min-SNR-gamma loss weight (Hang et al. 2023) min(SNR, gamma) / SNR for eps, "
+                               "/ (SNR + 1) for v, alone for x0; 0 = off (uniform, DDPM's L_simple)", ge=0,
+                               legacy=0.0)
+    timesteps: Literal["uniform", "lognormal"] = key(
+        "the training noise levels: t uniform over the T steps (DDPM), or EDM's log-normal over sigma = "
+        "sqrt((1 - alpha_bar) / alpha_bar), ln sigma ~ N(lognormal_mean, lognormal_std²) (Karras et al. 2022, "
+        "sec. 5), each step t drawn with the probability that falls in its sigma bin", legacy="uniform")
+    lognormal_mean: float = key("timesteps lognormal: the mean of ln sigma (EDM's P_mean)", legacy=-1.2,
+                                when=("timesteps", "lognormal"))
+    lognormal_std: float = key("timesteps lognormal: the standard deviation of ln sigma (EDM's P_std)", gt=0,
+                               legacy=1.2, when=("timesteps", "lognormal"))
     ema_decay: float = key("decay of the exponential moving average of the weights (sampling uses the EMA)",
                            ge=0, lt=1)
     ema_warmup: bool = key("decay_t = min(decay, (1 + step) / (10 + step)): early EMA tracks the weights")
@@ -188,7 +206,11 @@ class TrainConfig:
     channels_last: bool = key("channels-last memory layout (faster convolutions on CPU); sampling uses the same")
     log_every: int = key("log the loss every N optimizer steps", ge=1)
     grid_images: int = key("per-epoch preview grid: images; 0 = none", ge=0)
-    grid_steps: int = key("per-epoch preview grid: DDIM steps (eta 0)", ge=1)
+    grid_steps: int = key("per-epoch preview grid: the sampler's steps", ge=1)
+    grid_sampler: Literal["ddim", "dpmpp_2m", "dpmpp_2m_sde", "heun"] = key(
+        "per-epoch preview grid: the sampler (as sample.sampler; DDPM's T steps would cost too much here)",
+        legacy="ddim")
+    grid_eta: float = key("per-epoch preview grid: the sampler's eta (as sample.eta)", ge=0, le=1, legacy=0.0)
     checkpoint_every: int = key("save the resumable state every N steps (and at each epoch end); 0 = epoch ends "
                                 "only", ge=0)
     processes: int = key("torchrun processes (DistributedDataParallel); each step's batch is split between them",
@@ -202,8 +224,9 @@ class TrainConfig:
                 f"({self.batch_size}) must be at least {key}.processes ({self.processes}): each process needs images")
 
     def preview_sampler(self) -> "SamplerSpec":
-        """The per-epoch preview: deterministic DDIM, x0 clamped where the data range is [-1, 1]."""
-        return SamplerSpec(sampler="ddim", steps=self.grid_steps, eta=0.0, clip_x0=not self.normalize)
+        """The per-epoch preview: grid_sampler at grid_steps and grid_eta, x0 clamped where the data range is [-1, 1]."""
+        return SamplerSpec(sampler=self.grid_sampler, steps=self.grid_steps, eta=self.grid_eta,
+                           clip_x0=not self.normalize)
 
 
 # ---- sampling ------------------------------------------------------------------------------------------
@@ -212,18 +235,27 @@ class TrainConfig:
 class SamplerSpec:
     """One sampler setting, wherever one is named: `sample`, each `sweep.points.<name>`, the training preview.
 
-    DDPM walks all T steps (its `steps` is only range-checked); DDIM walks `steps` of them with noise `eta`.
+    DDPM walks all T steps (its `steps` is only range-checked); DDIM walks `steps` of them with noise `eta`;
+    the solvers (diffusion/solvers.py) take `steps` steps: DPM-Solver++(2M) and its SDE variant one network
+    evaluation each, Heun (EDM) two each but the last, with `eta` as its churn.
     """
 
-    sampler: Literal["ddpm", "ddim"] = key("DDPM (ancestral, all T steps) or DDIM (a subsequence of the steps)")
-    steps: int = key("DDIM steps S (DDPM always walks all T)", ge=1)
-    eta: float = key("DDIM eta (eq. 16): 0 = deterministic, 1 = DDPM-like noise", ge=0, le=1)
+    sampler: Literal["ddpm", "ddim", "dpmpp_2m", "dpmpp_2m_sde", "heun"] = key(
+        "DDPM (ancestral, all T steps), DDIM (a subsequence of the steps), DPM-Solver++(2M) (deterministic), "
+        "SDE-DPM-Solver++(2M) (stochastic) or Heun (EDM's second-order sampler)")
+    steps: int = key("steps S of DDIM and the solvers (DDPM always walks all T); network evaluations per image: "
+                     "S, Heun 2S - 1", ge=1)
+    eta: float = key("DDIM: eta (eq. 16), 0 = deterministic, 1 = DDPM-like noise; Heun: EDM's churn per step "
+                     "gamma = min(eta, sqrt(2) - 1) (0 = deterministic); DDPM and DPM-Solver++: unused", ge=0, le=1)
     clip_x0: bool = key("clamp x0_pred to the data range [-1, 1] at every step (in data units, also with "
                         "train.normalize); the source clamps only for display")
 
     def check_timesteps(self, num_timesteps: int, key: str) -> None:
         require(self.steps <= num_timesteps, f"{key}.steps",
                 f"({self.steps}) must not exceed the number of diffusion steps T = {num_timesteps}")
+        if self.sampler.startswith("dpmpp"):
+            require(self.steps < num_timesteps, f"{key}.steps",
+                    f"({self.steps}) of DPM-Solver++ must be below the number of diffusion steps T = {num_timesteps}")
 
 
 @dataclass(frozen=True)
@@ -371,7 +403,7 @@ class Params:
     """The whole params file: one section per stage."""
 
     prepare: PrepareConfig = key("the data: rows used, the image-folder reader, labels")
-    diffusion: DiffusionConfig = key("the noise schedule (stored in the checkpoint)")
+    diffusion: DiffusionConfig = key("the noise schedule and the prediction target (stored in the checkpoint)")
     model: ModelConfig = key("the network (stored in the checkpoint)")
     train: TrainConfig = key("training (stored in the checkpoint)")
     sample: SampleConfig = key("the sample stage: its sampler, the images and the pictures")

@@ -11,8 +11,10 @@ network config.json describes (one line naming the file if they differ), then bu
 checkpoint is built (`checkpoint.assemble`), so both give the same images.
 
 config.json (FORMAT_VERSION 1; a reader refuses a newer version in one line):
-- `format`, `format_version`, `weights` (the weights file), `prediction_type` ("epsilon": the network predicts
-  the added noise, DDPM's eps; diffusers' name. A later version may add "v_prediction" or "sample"),
+- `format`, `format_version`, `weights` (the weights file), `prediction_type`: what the network predicts, in
+  diffusers' names: "epsilon" (the added noise, DDPM's eps), "v_prediction" (v) or "sample" (x0); the same as
+  `diffusion.prediction` (checked on reading), which with `diffusion.zero_terminal_snr` rebuilds the schedule
+  and the conversion (an export made before those keys existed loads with their legacy values: eps, false),
 - `image_shape` (C, H, W), `data_norm` (the per-channel mean/std the data were normalised with, ChannelNorm),
 - `diffusion`, `model`, `train`: the params sections the model was trained with (checked as a checkpoint's
   configs are: a key added to the schema later loads with its declared legacy value),
@@ -44,7 +46,7 @@ FORMAT = "diffpipe-export"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-PREDICTION_TYPE = "epsilon"
+PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}  # diffusion.prediction -> diffusers
 REQUIRED = ("format", "format_version", "weights", "prediction_type", "image_shape", "data_norm", "diffusion",
             "model", "train")
 SAMPLING_KEYS = ("sampler", "steps", "eta", "clip_x0", "seed", "labels", "guidance_scale")
@@ -97,7 +99,7 @@ def export_config(loaded: LoadedModel, provenance: dict, sampling: Optional[dict
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "weights": WEIGHTS_FILE,
-        "prediction_type": PREDICTION_TYPE,
+        "prediction_type": PREDICTION_TYPES[loaded.diffusion.prediction],
         "image_shape": list(loaded.image_shape),
         "data_norm": loaded.norm.to_dict(),
         "diffusion": to_dict(loaded.diffusion),
@@ -146,9 +148,6 @@ def read_config(folder: Path, name: str) -> dict:
     missing = [k for k in REQUIRED if k not in config]
     if missing:
         raise PipelineError(f"{where}: lacks {missing}")
-    if config["prediction_type"] != PREDICTION_TYPE:
-        raise PipelineError(f"{where}: prediction_type {config['prediction_type']!r} is not supported "
-                            f"(this diffpipe samples {PREDICTION_TYPE!r} models)")
     shape = config["image_shape"]
     if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
         raise PipelineError(f"{where}: image_shape must be [C, H, W] (positive integers), got {shape!r}")
@@ -158,9 +157,13 @@ def read_config(folder: Path, name: str) -> dict:
         raise PipelineError(f"{where}: data_norm must be {{mean: [...], std: [...]}} with {shape[0]} values each "
                             f"(one per channel), got {norm!r}")
     try:
-        read_configs(config, "")
+        diffusion, _, _ = read_configs(config, "")
     except ConfigError as e:
         raise PipelineError(f"{where}: {e}") from None
+    expected = PREDICTION_TYPES[diffusion.prediction]
+    if config["prediction_type"] != expected:
+        raise PipelineError(f"{where}: prediction_type {config['prediction_type']!r} does not match "
+                            f"diffusion.prediction {diffusion.prediction!r} (prediction_type {expected!r})")
     if not isinstance(config["weights"], str) or Path(config["weights"]).name != config["weights"]:
         raise PipelineError(f"{where}: weights must name a file in the export folder, got {config['weights']!r}")
     return config

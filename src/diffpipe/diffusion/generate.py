@@ -6,7 +6,8 @@ order (core/distributed.py). Both functions go through
 `samplers.run_sampler` with one `SamplerSpec`, and map model units back to uint8 the same way.
 
 Class-conditional models take `labels` (N,) (image i's requested class; None = unconditional) and a guidance
-scale (denoiser.guided); `requested_labels` spreads `sample.labels` over the images.
+scale (denoiser.guided); `requested_labels` spreads `sample.labels` over the images. `prediction` is what the
+network predicts (diffusion.prediction: eps, v or x0; denoiser.make_denoiser turns it into x0 and eps).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..core.params import SamplerSpec
 from ..core.progress import progress_bar
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_uint8
-from .denoiser import guided, make_eps_fn
+from .denoiser import guided, make_denoiser
 from .noise import ImageNoise
 from .samplers import run_sampler, sampler_timesteps
 from .schedule import NoiseSchedule
@@ -42,25 +43,26 @@ def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple
              spec: SamplerSpec, num_images: int, first_seed: int, batch_size: int,
              autocast_dtype: torch.dtype | None = None, progress: bool = True,
              norm: ChannelNorm | None = None, world: distributed.World = distributed.SINGLE,
-             labels: np.ndarray | None = None, guidance_scale: float = 1.0) -> np.ndarray:
+             labels: np.ndarray | None = None, guidance_scale: float = 1.0, prediction: str = "eps") -> np.ndarray:
     """N images as uint8 (N, C, H, W); image i depends only on seed first_seed + i (and its label), not on the
     batching. `labels` (N,): the class each image is guided towards at `guidance_scale` (None: unconditional).
+    `prediction`: what `model` predicts (diffusion.prediction).
 
     With a distributed `world`, this rank makes its shard of whole batches and every rank returns all N."""
     device = next(model.parameters()).device
     if labels is not None and len(labels) != num_images:
         raise ValueError(f"{len(labels)} labels for {num_images} images")
-    eps_fn = make_eps_fn(model, schedule, autocast_dtype)
+    denoiser = make_denoiser(model, schedule, prediction, autocast_dtype)
     norm = norm or ChannelNorm.identity(image_shape[0])
     mine = distributed.shard(num_images, world, batch_size)
     out = np.empty((len(mine), *image_shape), dtype=np.uint8)
-    steps = len(sampler_timesteps(spec, schedule.num_timesteps))
+    steps = len(sampler_timesteps(spec, schedule.num_timesteps, schedule))
     bar = progress_bar(desc=f"{spec.sampler} sampling, {num_images} images", total=len(mine) * steps,
                        unit="img-step", enabled=progress and world.main)
     for start in range(mine.start, mine.stop, batch_size):
         seeds = range(first_seed + start, first_seed + min(start + batch_size, mine.stop))
-        eps = guided(eps_fn, _label_tensor(labels, start, start + len(seeds), device), guidance_scale)
-        x0 = run_sampler(spec, eps, schedule, ImageNoise(seeds, image_shape, device),
+        denoise = guided(denoiser, _label_tensor(labels, start, start + len(seeds), device), guidance_scale)
+        x0 = run_sampler(spec, denoise, schedule, ImageNoise(seeds, image_shape, device),
                          callback=lambda *_, n=len(seeds): bar.update(n), x0_bounds=norm.data_bounds(device))
         if not torch.isfinite(x0).all():
             raise PipelineError(f"sampling produced non-finite values for images {start}..{start + len(seeds) - 1} "
@@ -79,16 +81,17 @@ def timed_generate(*args, **kwargs) -> tuple[np.ndarray, float]:
 @torch.no_grad()
 def record_process(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple[int, int, int],
                    seeds, spec: SamplerSpec, num_frames: int, norm: ChannelNorm | None = None,
-                   labels: np.ndarray | None = None, guidance_scale: float = 1.0):
-    """Run one sampler over `seeds` (with their `labels`, as in `generate`); return (frames of x_t,
-    x0-predictions, their timesteps) as uint8 arrays.
+                   labels: np.ndarray | None = None, guidance_scale: float = 1.0, prediction: str = "eps"):
+    """Run one sampler over `seeds` (with their `labels`, the model's `prediction`, as in `generate`); return
+    (frames of x_t, x0-predictions, their timesteps) as uint8 arrays.
 
     frames: (F, B, C, H, W) at about `num_frames` evenly spaced steps; the last frame is the final image,
     whose timestep is given as -1.
     """
     device = next(model.parameters()).device
-    eps_fn = guided(make_eps_fn(model, schedule), _label_tensor(labels, 0, len(seeds), device), guidance_scale)
-    total = len(sampler_timesteps(spec, schedule.num_timesteps))
+    denoise = guided(make_denoiser(model, schedule, prediction), _label_tensor(labels, 0, len(seeds), device),
+                     guidance_scale)
+    total = len(sampler_timesteps(spec, schedule.num_timesteps, schedule))
     keep = set(np.unique(np.linspace(0, total - 1, num_frames).round().astype(int)).tolist())
     frames, x0s, ts = [], [], []
     norm = norm or ChannelNorm.identity(image_shape[0])
@@ -99,7 +102,7 @@ def record_process(model: torch.nn.Module, schedule: NoiseSchedule, image_shape:
             x0s.append(to_uint8(norm.invert(x0_pred)).cpu().numpy())
             ts.append(int(t))
 
-    final = run_sampler(spec, eps_fn, schedule, ImageNoise(seeds, image_shape, device), callback=callback,
+    final = run_sampler(spec, denoise, schedule, ImageNoise(seeds, image_shape, device), callback=callback,
                         x0_bounds=norm.data_bounds(device))
     last = to_uint8(norm.invert(final)).cpu().numpy()
     return np.stack(frames + [last]), np.stack(x0s + [last]), ts + [-1]

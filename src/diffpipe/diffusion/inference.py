@@ -39,5 +39,6 @@ def draw(loaded: LoadedModel, spec: SamplerSpec, num_images: int, first_seed: in
     requested = requested_labels(labels, num_images)
     images, seconds = timed_generate(loaded.model, schedule_of(loaded), loaded.image_shape, spec, num_images,
                                      first_seed, batch_size, autocast_dtype(precision), progress=progress,
-                                     norm=loaded.norm, world=world, labels=requested, guidance_scale=guidance_scale)
+                                     norm=loaded.norm, world=world, labels=requested, guidance_scale=guidance_scale,
+                                     prediction=loaded.diffusion.prediction)
     return images, requested, seconds

@@ -1,4 +1,5 @@
-"""Training loop: eps-prediction (DDPM eq. 14, "L_simple") with Adam and an EMA of the weights.
+"""Training loop: the network regresses its target (DDPM eq. 14, "L_simple", for eps; v or x0 by
+`diffusion.prediction`, denoiser.py) with Adam and an EMA of the weights.
 
 Speed habits: the whole uint8 dataset lives on the device and batches are indexed there (no
 per-item Python loader); foreach Adam and a foreach EMA lerp; optional channels-last, bf16 autocast (the
@@ -47,14 +48,15 @@ from ..core.tracking import TrainingLog
 from ..data.channel_norm import ChannelNorm
 from ..data.pixels import to_model_range
 from . import noise
-from .denoiser import make_eps_fn
+from .denoiser import Denoiser, make_denoiser
 from .schedule import NoiseSchedule
 from .train_state import TrainingDiverged, TrainingState, run_fingerprint  # noqa: F401 - train() raises TrainingDiverged
 
 
 def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str,
                    weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Mean noise-prediction error; with `weight` (B,), each image's mean error is weighted first."""
+    """Mean prediction error (of eps, v or x0 against its target); with `weight` (B,), each image's mean error is
+    weighted first."""
     if weight is None:
         return F.mse_loss(eps_pred, eps) if kind == "mse" else F.l1_loss(eps_pred, eps)
     return image_losses(eps_pred, eps, kind, weight).mean()
@@ -62,18 +64,41 @@ def diffusion_loss(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str,
 
 def image_losses(eps_pred: torch.Tensor, eps: torch.Tensor, kind: str,
                  weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(B,) each image's mean noise-prediction error, times its weight if given."""
+    """(B,) each image's mean prediction error, times its weight if given."""
     err = (eps_pred - eps).square() if kind == "mse" else (eps_pred - eps).abs()
     per_image = err.flatten(1).mean(1)
     return per_image if weight is None else per_image * weight
 
 
-def step_noise(seed: int, positions: torch.Tensor, num_timesteps: int, image_shape: tuple[int, ...]):
+def timestep_cdf(schedule: NoiseSchedule, cfg: TrainConfig) -> Optional[torch.Tensor]:
+    """The cumulative distribution of the training timesteps (float64 (T,)), None for uniform t.
+
+    `lognormal` is EDM's training noise distribution (Karras et al. 2022, sec. 5 and Table 1: ln sigma ~
+    N(P_mean, P_std²)) on the discrete schedule: step t gets the probability of the sigma bin around sigma_t,
+    whose edges are the midpoints of ln sigma between neighbouring steps (the first bin open below, the last
+    above). sigma_t = sqrt((1 - ᾱ_t) / ᾱ_t); a zero terminal ᾱ counts as 2^-24 (as the interpolation does)."""
+    if cfg.timesteps == "uniform":
+        return None
+    ab = schedule.alpha_bar_f64.cpu().clamp(min=2.0 ** -24)
+    log_sigma = 0.5 * torch.log((1.0 - ab) / ab)
+    edges = 0.5 * (log_sigma[1:] + log_sigma[:-1])
+    z = (edges - cfg.lognormal_mean) / cfg.lognormal_std
+    upper = torch.cat([0.5 * (1.0 + torch.erf(z / math.sqrt(2.0))), torch.ones(1, dtype=torch.float64)])
+    return upper / upper[-1]
+
+
+def step_noise(seed: int, positions: torch.Tensor, num_timesteps: int, image_shape: tuple[int, ...],
+               cdf: Optional[torch.Tensor] = None):
     """(t, eps) of the images at global `positions` (int64 (B,)) of a run: a function of (seed, position) alone,
-    so any split of a batch between processes or batches draws the same numbers."""
+    so any split of a batch between processes or batches draws the same numbers. t is uniform over the T steps,
+    or drawn from `cdf` (timestep_cdf) by inverting it at a uniform number of the same stream."""
     key = torch.full_like(positions, seed)
     lo, hi = positions & 0xFFFFFFFF, positions >> 32
-    t = noise.randint(key, lo, hi, noise.TIMESTEP, num_timesteps)
+    if cdf is None:
+        t = noise.randint(key, lo, hi, noise.TIMESTEP, num_timesteps)
+    else:
+        u = noise.uniform_from_words(noise.random_words(key, lo, hi, noise.TIMESTEP, 1))[:, 0]
+        t = torch.searchsorted(cdf.to(positions.device), u.double()).clamp(max=num_timesteps - 1)
     eps = noise.normal(key, lo, hi, noise.EPS, math.prod(image_shape)).view(len(positions), *image_shape)
     return t, eps
 
@@ -93,15 +118,24 @@ def epoch_order(seed: int, epoch: int, n: int, repeats: int, device: torch.devic
     return torch.cat([noise.permutation(seed, epoch * repeats + r, n, device=device) for r in range(repeats)])
 
 
-def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> Optional[torch.Tensor]:
-    """Min-SNR-gamma loss weight for eps-prediction (Hang et al. 2023, eq. 9): min(SNR_t, gamma) / SNR_t with
-    SNR_t = alpha_bar_t / (1 - alpha_bar_t). It down-weights the nearly noise-free timesteps, whose gradients
-    conflict with the rest; None when gamma is 0 (the plain L_simple of DDPM eq. 14)."""
+def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float,
+                   prediction: str = "eps") -> Optional[torch.Tensor]:
+    """Min-SNR-gamma loss weight (Hang et al. 2023, eq. 9) with SNR_t = alpha_bar_t / (1 - alpha_bar_t): the
+    x0-loss weight min(SNR_t, gamma), expressed for the network's target. An eps error is SNR_t times the x0
+    error and a v error (SNR_t + 1) times it, so the weight is min(SNR_t, gamma) / SNR_t for eps,
+    min(SNR_t, gamma) / (SNR_t + 1) for v, and min(SNR_t, gamma) for x0. It down-weights the nearly noise-free
+    timesteps, whose gradients conflict with the rest; None when gamma is 0 (the plain L_simple of DDPM eq. 14).
+    At SNR_t = 0 (zero terminal SNR) the v and x0 weights are 0, as in the paper's reference code; the eps weight
+    would be 0/0 and is 1 (its limit; eps with zero terminal SNR is refused by the params check anyway)."""
     if gamma == 0:
         return None
     ab = schedule.alpha_bar[t]
     snr = ab / (1 - ab)
-    return snr.clamp(max=gamma) / snr
+    if prediction == "v":
+        return snr.clamp(max=gamma) / (snr + 1)
+    if prediction == "x0":
+        return snr.clamp(max=gamma)
+    return torch.where(snr > 0, snr.clamp(max=gamma) / snr, torch.ones_like(snr))
 
 
 def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -177,14 +211,17 @@ def my_share(batch: int, batch_size: int, per_epoch: int, world: distributed.Wor
     return slots[part.start:part.stop], len(slots)
 
 
-def batch_losses(eps_fn: Callable, schedule: NoiseSchedule, x0: torch.Tensor, positions: torch.Tensor,
-                 labels: Optional[torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
-    """(B,) each image's loss: x0 noised at its (t, eps), which, like the dropping of its label, is a function of
-    (train.seed, its global position in the run); the noise prediction's error, Min-SNR weighted if set."""
-    t, eps = step_noise(cfg.seed, positions, schedule.num_timesteps, tuple(x0.shape[1:]))
+def batch_losses(denoiser: Denoiser, schedule: NoiseSchedule, x0: torch.Tensor, positions: torch.Tensor,
+                 labels: Optional[torch.Tensor], cfg: TrainConfig, cdf: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B,) each image's loss: x0 noised at its (t, eps) (t drawn from `cdf`, timestep_cdf, when given), which,
+    like the dropping of its label, is a function of (train.seed, its global position in the run); the error of the network's output against its target (eps, v
+    or x0: `denoiser.prediction`), Min-SNR weighted for that target if set."""
+    t, eps = step_noise(cfg.seed, positions, schedule.num_timesteps, tuple(x0.shape[1:]), cdf)
     y = None if labels is None else step_labels(cfg.seed, positions, labels, cfg.cond_drop_prob)
     x_t = schedule.q_sample(x0, t, eps)  # fp32, outside autocast
-    return image_losses(eps_fn(x_t, t, y), eps, cfg.loss, min_snr_weight(schedule, t, cfg.min_snr_gamma))
+    target = denoiser.target(x0.float(), eps, t)  # fp32, outside autocast; eps itself for eps-prediction
+    return image_losses(denoiser.output(x_t, t, y), target, cfg.loss,
+                        min_snr_weight(schedule, t, cfg.min_snr_gamma, denoiser.prediction))
 
 
 def optimizer_step(state: TrainingState, loss: torch.Tensor, lr: float) -> None:
@@ -295,12 +332,13 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     state = TrainingState.start(model_cfg, (c, h, w), cfg, run_fingerprint(images, diffusion, model_cfg, cfg, labels),
                                 state_dir, world, device, log)
     schedule = NoiseSchedule.from_config(diffusion).to(device)
+    cdf = timestep_cdf(schedule, cfg)  # None: uniform t
     forward = state.model
     if world.distributed:
         forward = nn.parallel.DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
         forward = torch.compile(forward)
-    eps_fn = make_eps_fn(forward, schedule, autocast_dtype(cfg.precision))
+    denoiser = make_denoiser(forward, schedule, diffusion.prediction, autocast_dtype(cfg.precision))
     norm = ChannelNorm.measure(images) if cfg.normalize else ChannelNorm.identity(c)
     data = DeviceData(torch.from_numpy(images).to(device),
                       None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device),
@@ -331,7 +369,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
                 mine, size = my_share(b, cfg.batch_size, per_epoch, world, device)
                 x0, y = data.take(order[mine])
                 # noise and loss: this rank's share of the global batch mean (DDP averages the k ranks' gradients: × k)
-                losses = batch_losses(eps_fn, schedule, x0, epoch * per_epoch + mine, y, cfg)
+                losses = batch_losses(denoiser, schedule, x0, epoch * per_epoch + mine, y, cfg, cdf)
                 loss = losses.sum() * (world.size / size)
                 # optimizer and EMA (the learning rate is a function of the step alone: it resumes exactly)
                 optimizer_step(state, loss, lr_at(state.step, cfg.epochs * steps_per_epoch, cfg))

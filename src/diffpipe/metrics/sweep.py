@@ -1,6 +1,6 @@
 """Sampler sweep: FID/KID of several samplers from one trained checkpoint, against their cost.
 
-Each point (DDIM at S steps and eta, or DDPM at all T steps) samples the same seeds
+Each point (DDIM at S steps and eta, a solver at S steps, or DDPM at all T steps) samples the same seeds
 first_seed … first_seed + num_images - 1, so points differ only in the sampler. The cost axis is the number
 of network evaluations per image (NFE): deterministic, so the summary never depends on timings (those are
 in the cost file). Points are grouped into series (sampler and eta) so the plot never joins unlike points.
@@ -12,19 +12,23 @@ the network twice per step (conditional and unconditional), which the NFE counts
 """
 from __future__ import annotations
 
+from ..diffusion.denoiser import network_calls
+
+
+SERIES = {"ddpm": "DDPM", "dpmpp_2m": "DPM-Solver++(2M)", "dpmpp_2m_sde": "SDE-DPM-Solver++(2M)"}
+ORDER = ("ddim", "heun", "dpmpp_2m", "dpmpp_2m_sde", "ddpm")  # the rows' order, by sampler
+
 
 def series_name(sampler: str, eta: float) -> str:
-    return "DDPM" if sampler == "ddpm" else f"DDIM eta={eta:g}"
+    """One plot line per sampler (DDIM and Heun: and per eta, which changes what they compute)."""
+    if sampler in SERIES:
+        return SERIES[sampler]
+    return f"{'DDIM' if sampler == 'ddim' else 'Heun'} eta={eta:g}"
 
 
 def guidance_name(scale: float) -> str:
     """The guidance point of scale w: w0, w1, w2p5 (no dot: the name is a key in the metrics)."""
     return f"w{scale:g}".replace(".", "p")
-
-
-def network_calls(labelled: bool, scale: float) -> int:
-    """Network evaluations per sampler step: 2 for guidance between/beyond the conditional and unconditional."""
-    return 2 if labelled and scale not in (0.0, 1.0) else 1
 
 
 def point_row(name: str, described: dict, fid: float, kid_mean: float, kid_std: float,
@@ -34,13 +38,13 @@ def point_row(name: str, described: dict, fid: float, kid_mean: float, kid_std: 
     calls = network_calls(guidance_scale is not None, guidance_scale or 0.0)
     return {"point": name, "series": series_name(described["sampler"], described["eta"]),
             "sampler": described["sampler"], "steps": described["steps"], "eta": described["eta"],
-            "nfe": described["steps"] * calls, "guidance_scale": guidance_scale, "fid": fid, "kid_mean": kid_mean,
+            "nfe": described["nfe"] * calls, "guidance_scale": guidance_scale, "fid": fid, "kid_mean": kid_mean,
             "kid_std": kid_std, "accuracy": accuracy}
 
 
 def sorted_rows(rows: list[dict]) -> list[dict]:
-    """DDIM by (eta, steps), then DDPM."""
-    return sorted(rows, key=lambda r: (r["sampler"] == "ddpm", r["eta"], r["steps"]))
+    """DDIM by (eta, steps), then Heun, DPM-Solver++ and its SDE variant by (eta, steps), then DDPM."""
+    return sorted(rows, key=lambda r: (ORDER.index(r["sampler"]), r["eta"], r["steps"]))
 
 
 def metrics_of(rows: list[dict]) -> dict:
