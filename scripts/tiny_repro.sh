@@ -13,10 +13,4 @@ dvc exp run "$@" \
   -S evaluate.num_real=12 -S evaluate.batch_size=12 -S evaluate.kid_subset_size=6 -S evaluate.kid_subsets=10 \
   -S timestep_loss.num_images=16 -S timestep_loss.buckets=4 \
   -S sweep.num_images=4 -S sweep.batch_size=4 -S sweep.kid_subset_size=2 -S sweep.kid_subsets=5 \
-  -S '~sweep.points.ddim5_eta1' -S '~sweep.points.ddim10_eta1' -S '~sweep.points.ddim15_eta1' \
-  -S '~sweep.points.ddim10_eta0' -S '~sweep.points.ddim50_eta0' \
-  -S '~sweep.points.dpm2m_5' -S '~sweep.points.dpm2m_15' -S '~sweep.points.dpm2m_25' \
-  -S '~sweep.points.dpm2m_50' -S '~sweep.points.sde2m_5' -S '~sweep.points.sde2m_10' \
-  -S '~sweep.points.sde2m_15' -S '~sweep.points.sde2m_25' -S '~sweep.points.sde2m_50' \
-  -S '~sweep.points.heun3' -S '~sweep.points.heun5' -S '~sweep.points.heun8' -S '~sweep.points.heun13' \
-  -S '~sweep.points.heun25'
+  -S '~sweep.points.ddim10_eta1' -S '~sweep.points.sde2m_10'
