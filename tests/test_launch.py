@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +78,36 @@ def test_bad_arguments_are_one_line(args, message):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"error: {message}; usage: python scripts/launch.py [--processes N] [--share-cores] SCRIPT [ARGS...]"]
+
+
+WAITER = """import os, sys, time
+print(os.environ.get("DIFFPIPE_RUNNER", "-"), flush=True)
+time.sleep(60)
+print("ran on", flush=True)
+"""
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_the_stage_stops_when_its_runner_dies_behind_a_shell(tmp_path, shell):
+    """A runner starts `SHELL -c 'python scripts/launch.py stage.py'`, as DVC does, and is killed: the stage is sent
+    SIGTERM and stops. Debian's /bin/sh (dash) stays as the stage's parent and lives on, so there the launcher
+    watches the runner itself (named in DIFFPIPE_RUNNER); bash replaces itself with the command."""
+    script = tmp_path / "stage.py"
+    script.write_text(WAITER)
+    runner = ("import subprocess, sys; subprocess.Popen([sys.argv[1], '-c', sys.argv[2]]).wait()")
+    cmd = f"{sys.executable} {LAUNCH} {script}"
+    env = {k: v for k, v in os.environ.items() if k != "DIFFPIPE_RUNNER"}
+    proc = subprocess.Popen([sys.executable, "-c", runner, shell, cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        named = proc.stdout.readline().strip()
+        if Path(shell).resolve().name == "dash":
+            assert named.split(":")[0] == str(proc.pid)  # the runner, behind the shell
+        proc.kill()  # SIGKILL: the runner cannot pass anything on
+        proc.wait(timeout=10)
+        started = time.perf_counter()
+        rest = proc.stdout.read()  # to its end: the stage (and a shell that stayed) have ended
+        assert rest.strip().splitlines() == ["stage: stopped by SIGTERM; previous outputs kept"], rest
+        assert time.perf_counter() - started < 10
+    finally:
+        proc.kill()

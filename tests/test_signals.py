@@ -157,8 +157,12 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def test_sigterm_to_dvc_repro_saves_the_step_and_the_rerun_continues_to_the_same_bytes(repo):
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_sigterm_to_dvc_repro_saves_the_step_and_the_rerun_continues_to_the_same_bytes(repo, shell):
+    """DVC runs the cmd as `$SHELL -c CMD`: Debian's /bin/sh (dash, DVC's shell where SHELL is unset) stays between
+    DVC and the stage; bash replaces itself with the stage."""
     dest, env, uninterrupted = repo
+    env = dict(env, SHELL=shell)
     rng = random.Random()
     state = dest / "models" / "train_state"
     shutil.rmtree(state)

@@ -33,6 +33,11 @@ A SIGTERM to DVC's process alone kills it at once, and its stage would run on to
 nobody records; so the stage asks the kernel for SIGTERM when its parent dies (Linux PR_SET_PDEATHSIG).
 Under torchrun the agent gets it (set before exec; it survives exec) and forwards it to the workers; a
 worker gets SIGKILL when its agent dies, so a `kill -9` stops everything at once, as it does one process.
+DVC runs each cmd as `$SHELL -c CMD`: bash replaces itself with the command, but dash (Debian's /bin/sh, what
+DVC uses where SHELL is unset) stays as the stage's parent and lives on when DVC dies. So when the parent is
+such a `SHELL -c`, the launcher also names the process above it (DVC) in DIFFPIPE_RUNNER (its pid and start
+time, inherited by torchrun's workers), and every stage process watches it from a thread (a Linux pidfd): when
+it ends, the process sends itself SIGTERM, as for its parent's death.
 
 This module imports nothing but the standard library, so it runs before numpy or torch are loaded.
 """
@@ -175,6 +180,73 @@ def die_with_parent(sig: int, parent: int) -> None:
         os.kill(os.getpid(), sig)
 
 
+# ---- stopping when the runner (DVC) ends ------------------------------------------------------------------
+
+RUNNER_ENV = "DIFFPIPE_RUNNER"
+SHELLS = frozenset({"sh", "dash", "bash", "zsh", "fish", "ksh", "mksh", "busybox"})
+
+
+def _proc_stat(pid: int) -> Optional[tuple[int, str]]:
+    """(parent pid, start time in clock ticks since boot) of process `pid` from /proc, None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[19]  # fields 4 and 22 of proc(5), counted after the ")" ending the name
+
+
+def _runs_a_command_string(pid: int) -> bool:
+    """Whether process `pid` is a shell running `SHELL [OPTIONS] -c CMD` (as DVC starts every stage)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(args[0]) and os.path.basename(args[0].decode(errors="replace")) in SHELLS and b"-c" in args[1:]
+
+
+def runner_behind_shells(parent: int) -> Optional[str]:
+    """"pid:start time" of the first process above `parent` that is not a `SHELL -c` (the runner: DVC), when
+    `parent` is one; None when the parent is no such shell (its death alone is the runner's: PR_SET_PDEATHSIG)."""
+    pid, behind = parent, False
+    while pid > 1 and _runs_a_command_string(pid):
+        stat = _proc_stat(pid)
+        if stat is None:
+            return None
+        pid, behind = stat[0], True
+    stat = _proc_stat(pid) if behind and pid > 1 else None
+    return f"{pid}:{stat[1]}" if stat else None
+
+
+def watch_runner(runner: str, sig: int) -> None:
+    """Send `sig` to this process when process `runner` ("pid:start time") ends; at once if it has already ended
+    (or its pid now names another process). The wait is a daemon thread blocked on a pidfd (polled once a second
+    where the kernel has no pidfd_open)."""
+    import select
+    import threading
+    import time
+
+    pid, start = (int(runner.split(":")[0]), runner.split(":")[1]) if runner.count(":") == 1 else (0, "")
+    if pid <= 1:
+        return  # not a runner this launcher named
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (before Linux 5.3, or no such process: checked next)
+        fd = None
+    if (_proc_stat(pid) or (0, None))[1] != start:
+        os.kill(os.getpid(), sig)
+        return
+
+    def wait() -> None:
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the process has ended
+        else:
+            while (_proc_stat(pid) or (0, None))[1] == start:
+                time.sleep(1)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=wait, name="runner watch", daemon=True).start()
+
+
 def main(argv: list[str], src: Path) -> None:
     parent = os.getppid()
     try:
@@ -182,6 +254,9 @@ def main(argv: list[str], src: Path) -> None:
     except UsageError as e:
         sys.exit(f"error: {e}; {USAGE}")
     os.environ.update(process_environment(src, processes, share, os.environ))
+    runner = runner_behind_shells(parent)
+    if runner:
+        os.environ[RUNNER_ENV] = runner
     if processes > 1:  # torchrun's agent forwards SIGTERM, SIGINT and SIGUSR1 to the workers
         die_with_parent(signal.SIGTERM, parent)
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -189,6 +264,8 @@ def main(argv: list[str], src: Path) -> None:
                                   script, *args])
     die_with_parent(signal.SIGKILL if "TORCHELASTIC_RUN_ID" in os.environ else signal.SIGTERM, parent)
     install_stop_handlers()
+    if os.environ.get(RUNNER_ENV):
+        watch_runner(os.environ[RUNNER_ENV], signal.SIGTERM)
     # As `python SCRIPT` would: the script's folder first, then PYTHONPATH (read at start-up, so set here too).
     sys.argv = [script, *args]
     sys.path[:1] = [os.path.dirname(os.path.abspath(script)), str(src)]
