@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 import torch
 import yaml
 
@@ -196,10 +197,11 @@ def load_evaluate_stage():
     return module
 
 
-@pytest.mark.parametrize("with_classifier", [True, False], ids=["with classifier", "without"])
-def test_evaluate_with_and_without_the_classifier(stage_run, monkeypatch, tmp_path, with_classifier):
+@pytest.mark.parametrize("inputs", ["classifier", "images", "none"], ids=["with classifier", "images only", "without"])
+def test_evaluate_with_and_without_the_classifier(stage_run, monkeypatch, tmp_path, inputs):
     """The evaluate stage's own main(), Inception replaced by random features and its FID by a cheap stand-in
-    (a 2048-d FID costs seconds; tests/test_inception.py checks the real one); the in-domain part is real."""
+    (a 2048-d FID costs seconds; tests/test_inception.py checks the real one); the in-domain part and the
+    data-copying check are real (in the classifier's features, or in pixels with the images alone)."""
     stage_dir = stage_run[0]
     evaluate = load_evaluate_stage()
     rng = np.random.default_rng(0)
@@ -214,20 +216,33 @@ def test_evaluate_with_and_without_the_classifier(stage_run, monkeypatch, tmp_pa
             "--train-features", tmp_path / "train_features.npy", "--weights", "unused.pth",
             "--params", tiny_params(tmp_path), "--live", tmp_path / "live", "--report", tmp_path / "report.json",
             "--cost", tmp_path / "cost.json"]
-    if with_classifier:
-        argv += ["--classifier", stage_dir / "out" / "classifier.pt", "--reference-images", stage_dir / "ref.npy",
-                 "--train-images", stage_dir / "train.npy", "--train-labels", stage_dir / "train_labels.npy"]
+    if inputs != "none":
+        argv += ["--reference-images", stage_dir / "ref.npy", "--train-images", stage_dir / "train.npy",
+                 "--copies", tmp_path / "copies.png"]
+    if inputs == "classifier":
+        argv += ["--classifier", stage_dir / "out" / "classifier.pt", "--train-labels", stage_dir / "train_labels.npy"]
     monkeypatch.setattr(sys, "argv", [str(a) for a in argv])
     evaluate.main()
 
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
     report = json.loads((tmp_path / "report.json").read_text())
-    inception = ["fid", "kid_mean", "kid_std", "fid_floor", "kid_floor_mean", "precision", "recall"]
-    if not with_classifier:
-        assert list(metrics) == inception and report["classifier"] is None
+    inception = ["fid", "kid_mean", "kid_std", "fid_floor", "kid_floor_mean", "kid_floor_std", "precision", "recall"]
+    copies = ["copy_ct", "copy_close_share", "copy_close_share_held_out"]
+    if inputs == "none":
+        assert list(metrics) == inception and report["classifier"] is None and report["data_copying"] is None
+        assert not (tmp_path / "copies.png").exists()
+        return
+    assert report["data_copying"]["training_images"] == 300 and report["data_copying"]["cells"] == 1
+    assert report["data_copying"]["embedding"] == ("pixels scaled to [0, 1]" if inputs == "images" else
+                                                   "the classifier's penultimate features")
+    assert 0 <= metrics["copy_close_share"] <= 1 and np.isfinite(metrics["copy_ct"])
+    with Image.open(tmp_path / "copies.png") as picture:  # 12 samples above their nearest training images
+        assert picture.size == ((12 * 10 + 2) * 7, (2 * 10 + 2) * 7)  # 8-px images, 2-px gaps, x7
+    if inputs == "images":
+        assert list(metrics) == inception + copies and report["classifier"] is None
         return
     in_domain = ["fd_classifier", "fd_classifier_floor", "class_max_deviation", "class_entropy", "confident_fraction"]
-    assert list(metrics) == inception + in_domain
+    assert list(metrics) == inception + in_domain + copies
     assert metrics["fd_classifier"] >= 0 and metrics["fd_classifier_floor"] >= 0
     assert 0 <= metrics["class_max_deviation"] <= 1 and 0 <= metrics["confident_fraction"] <= 1
     assert 0 <= metrics["class_entropy"] <= math.log(3) + 1e-9

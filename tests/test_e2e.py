@@ -86,12 +86,13 @@ def test_repro_writes_every_output(repo):
                  "plots/sweep.png", "costs/train.json", "costs/sample.json", "costs/evaluate.json", "costs/sweep.json",
                  "data/prepared/train_labels.npy", "data/prepared/reference_labels.npy", "models/classifier.pt",
                  "metrics/classifier.json", "reports/classifier.json", "costs/classifier.json",
-                 "samples/labels.npy", "plots/guidance.csv", "plots/guidance.png"):
+                 "samples/labels.npy", "plots/guidance.csv", "plots/guidance.png", "plots/copies.png"):
         assert (dest / path).exists(), path
     ev = json.loads((dest / "dvclive/evaluate/metrics.json").read_text())
-    assert set(ev) == {"fid", "kid_mean", "kid_std", "fid_floor", "kid_floor_mean", "precision", "recall",
-                       "fd_classifier", "fd_classifier_floor", "class_max_deviation", "class_entropy",
-                       "confident_fraction", "cond_accuracy"}
+    assert set(ev) == {"fid", "kid_mean", "kid_std", "fid_floor", "kid_floor_mean", "kid_floor_std", "precision",
+                       "recall", "fd_classifier", "fd_classifier_floor", "class_max_deviation", "class_entropy",
+                       "confident_fraction", "cond_accuracy", "copy_ct", "copy_close_share",
+                       "copy_close_share_held_out"}
     assert ev["fid"] > ev["fid_floor"] > 0 and ev["kid_std"] >= 0 and 0 <= ev["precision"] <= 1
     assert ev["fd_classifier"] >= 0 and 0 <= ev["confident_fraction"] <= 1 and 0 <= ev["cond_accuracy"] <= 1
     labels = np.load(dest / "samples/labels.npy")
