@@ -7,6 +7,7 @@ run.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -327,3 +328,25 @@ def test_conditional_results_are_copied_from_the_experiments_commit(repo):
     assert provenance["params_changed"]["prepare.train_limit"] == {"baseline": 0, "experiment": 256}  # tiny_repro.sh
     for name in ("grid.png", "guidance.png", "process_strip.png", "sweep.md"):
         assert (out / name).stat().st_size > 0
+
+
+def test_the_evaluation_recipe_at_n_reruns_only_sampling_and_scoring(repo):
+    """scripts/evaluate_at.sh N (docs/evaluation.md, the N = 10,000 recipe) on the tiny run at N = 24: N samples
+    against the first N held-out images, the floor from N training images, KID over 100 subsets of N/2, the
+    data-copying check; the checkpoint and the classifier are the run's own (their stages do not run)."""
+    dest, env = repo
+    # in the workspace (its dvc.lock is not committed here, and a --temp copy would start from nothing); the last
+    # test of this module, as it leaves the workspace at this experiment
+    out = run(["bash", "scripts/evaluate_at.sh", "24", "-n", "at24"], dest, env)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert {"reference_features", "sample", "evaluate"} <= ran and not ran & {"prepare", "classifier", "train"}, out
+    ref = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], dest, env).split()
+    ref = next(r for r in ref if r.endswith("/at24"))
+    report = json.loads(run(["git", "show", f"{ref}:reports/evaluate.json"], dest, env))
+    assert (report["num_real"], report["num_generated"], report["kid_subset_size"], report["kid_subsets"]) == (
+        24, 24, 12, 100)
+    assert report["data_copying"]["held_out"] == "the first 24 reference images"
+    metrics = json.loads(run(["git", "show", f"{ref}:dvclive/evaluate/metrics.json"], dest, env))
+    assert metrics["fid_floor"] > 0 and metrics["kid_floor_std"] >= 0 and np.isfinite(metrics["copy_ct"])
+    bad = subprocess.run(["bash", "scripts/evaluate_at.sh", "ten"], cwd=dest, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("usage: bash scripts/evaluate_at.sh N")

@@ -295,6 +295,53 @@ def test_a_sampling_stage_stopped_mid_way_keeps_its_previous_outputs(tmp_path):
     assert all((out / name).read_bytes() == b"the previous run's" for name in outputs.values())
 
 
+BAR = """import os, signal
+import tqdm
+from diffpipe.core.cli import run_main
+from diffpipe.core.progress import progress_bar
+
+drawn = tqdm.tqdm.refresh
+def refresh(bar, *args, **kwargs):  # the stop arrives while tqdm draws the new bar, in its __init__
+    os.kill(os.getpid(), signal.SIGTERM)
+    return drawn(bar, *args, **kwargs)
+tqdm.tqdm.refresh = refresh
+
+def main():
+    with progress_bar(desc="work", total=10) as bar:
+        print("not reached", flush=True)
+run_main(main)
+"""
+
+
+def test_a_stop_while_a_progress_bar_is_drawn_ends_its_line_first(tmp_path):
+    """On a terminal, a SIGTERM while tqdm draws a new bar (before the bar exists for a `with` to close) still
+    ends the bar's line before the stop line."""
+    script = tmp_path / "stage.py"
+    script.write_text(BAR)
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, str(LAUNCH), str(script)], stdin=subprocess.DEVNULL, stdout=terminal,
+                            stderr=terminal, env=environment())
+    os.close(terminal)
+    seen = b""
+    try:
+        while select.select([master], [], [], 60)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal's other side closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    out = seen.decode(errors="replace")
+    assert "work:" in out and "not reached" not in out, out
+    assert out.endswith("\r\nstage: stopped by SIGTERM; previous outputs kept\r\n"), out
+
 WRITER = """import sys, time
 from diffpipe.core import files
 from diffpipe.core.cli import run_main

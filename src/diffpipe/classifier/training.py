@@ -37,25 +37,24 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, c
     total = cfg.epochs * per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
-    bar = progress_bar(desc="classifier", total=total, unit="step", enabled=progress)
-    model.train()
-    start, step, epoch_losses = time.perf_counter(), 0, []
-    for _ in range(cfg.epochs):
-        permutation, summed = torch.randperm(len(images), generator=order), 0.0
-        for first in range(0, len(images), cfg.batch_size):
-            idx = permutation[first:first + cfg.batch_size]
-            x, y = to_model_range(x_all[idx].to(device)), y_all[idx].to(device)
-            loss = F.cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                raise PipelineError(f"classifier training diverged (loss {loss.item()} at step {step}); "
-                                    "lower params key `classifier.lr`")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            summed += loss.item() * len(idx)
-            step += 1
-            bar.update(1)
-        epoch_losses.append(summed / len(images))
-    bar.close()
+    with progress_bar(desc="classifier", total=total, unit="step", enabled=progress) as bar:
+        model.train()
+        start, step, epoch_losses = time.perf_counter(), 0, []
+        for _ in range(cfg.epochs):
+            permutation, summed = torch.randperm(len(images), generator=order), 0.0
+            for first in range(0, len(images), cfg.batch_size):
+                idx = permutation[first:first + cfg.batch_size]
+                x, y = to_model_range(x_all[idx].to(device)), y_all[idx].to(device)
+                loss = F.cross_entropy(model(x), y)
+                if not torch.isfinite(loss):
+                    raise PipelineError(f"classifier training diverged (loss {loss.item()} at step {step}); "
+                                        "lower params key `classifier.lr`")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                summed += loss.item() * len(idx)
+                step += 1
+                bar.update(1)
+            epoch_losses.append(summed / len(images))
     return TrainedClassifier(model.eval(), epoch_losses, step, time.perf_counter() - start)

@@ -57,18 +57,17 @@ def generate(model: torch.nn.Module, schedule: NoiseSchedule, image_shape: tuple
     mine = distributed.shard(num_images, world, batch_size)
     out = np.empty((len(mine), *image_shape), dtype=np.uint8)
     steps = len(sampler_timesteps(spec, schedule.num_timesteps, schedule))
-    bar = progress_bar(desc=f"{spec.sampler} sampling, {num_images} images", total=len(mine) * steps,
-                       unit="img-step", enabled=progress and world.main)
-    for start in range(mine.start, mine.stop, batch_size):
-        seeds = range(first_seed + start, first_seed + min(start + batch_size, mine.stop))
-        denoise = guided(denoiser, _label_tensor(labels, start, start + len(seeds), device), guidance_scale)
-        x0 = run_sampler(spec, denoise, schedule, ImageNoise(seeds, image_shape, device),
-                         callback=lambda *_, n=len(seeds): bar.update(n), x0_bounds=norm.data_bounds(device))
-        if not torch.isfinite(x0).all():
-            raise PipelineError(f"sampling produced non-finite values for images {start}..{start + len(seeds) - 1} "
-                                "(the network's output is not finite)")
-        out[start - mine.start:start - mine.start + len(seeds)] = to_uint8(norm.invert(x0)).cpu().numpy()
-    bar.close()
+    with progress_bar(desc=f"{spec.sampler} sampling, {num_images} images", total=len(mine) * steps,
+                      unit="img-step", enabled=progress and world.main) as bar:
+        for start in range(mine.start, mine.stop, batch_size):
+            seeds = range(first_seed + start, first_seed + min(start + batch_size, mine.stop))
+            denoise = guided(denoiser, _label_tensor(labels, start, start + len(seeds), device), guidance_scale)
+            x0 = run_sampler(spec, denoise, schedule, ImageNoise(seeds, image_shape, device),
+                             callback=lambda *_, n=len(seeds): bar.update(n), x0_bounds=norm.data_bounds(device))
+            if not torch.isfinite(x0).all():
+                raise PipelineError(f"sampling produced non-finite values for images {start}..{start + len(seeds) - 1} "
+                                    "(the network's output is not finite)")
+            out[start - mine.start:start - mine.start + len(seeds)] = to_uint8(norm.invert(x0)).cpu().numpy()
     return distributed.gather_rows(out, world)
 
 

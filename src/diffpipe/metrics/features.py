@@ -72,9 +72,9 @@ def extract_features(
         raise PipelineError(f"batch_size must be at least 1, got {batch_size}")
     extractor = _cached_extractor(str(weights_path), device)  # loaded once per process (the sweep's points)
     mine = distributed.shard(len(images), world, batch_size)
-    bar = progress_bar(desc="Inception features", total=len(mine), unit="img", enabled=progress and world.main)
     out = np.empty((len(mine), 2048), dtype=np.float64)
-    with torch.inference_mode():
+    with torch.inference_mode(), progress_bar(desc="Inception features", total=len(mine), unit="img",
+                                              enabled=progress and world.main) as bar:
         for start in range(mine.start, mine.stop, batch_size):
             x = torch.from_numpy(images[start:min(start + batch_size, mine.stop)]).to(device)  # (B, C, H, W) uint8
             if x.shape[1] == 1:
@@ -82,7 +82,6 @@ def extract_features(
             (features,) = extractor(x)  # (B, 2048) float32
             out[start - mine.start:start - mine.start + len(x)] = features.double().cpu().numpy()
             bar.update(len(x))
-    bar.close()
     out = distributed.gather_rows(out, world)
     if not np.isfinite(out).all():
         raise PipelineError(f"Inception features of {int((~np.isfinite(out)).any(axis=1).sum())} images are not finite")
