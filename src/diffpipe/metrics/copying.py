@@ -11,7 +11,7 @@ far from the training set as unseen real images are; a model that memorises puts
   test, as the z-score Z_U = (U - mn/2) / sqrt(mn(m + n + 1)/12), U counting the (sample, held-out) pairs
   whose sample is the farther; C_T is the average of the cells' Z_U weighted by the held-out images' share of
   each cell, over the cells holding at least TAU_MIN_SAMPLES samples and held-out images (cells the model
-  rarely visits say nothing about copying). C_T ~ 0: like held-out data; C_T << 0 (the paper flags below about -3): copying;
+  rarely visits say nothing about copying). C_T ~ 0: like held-out data; C_T << 0 (a z-score: below about -3): copying;
   C_T >> 0: samples farther from the data than real images (underfitting).
 - **Close-copy share**: the share of samples whose nearest training image is closer than a third of the distance
   to their second-nearest (a threshold used in the memorisation literature: the nearest match stands out from
@@ -30,7 +30,7 @@ import torch
 from ..core.errors import PipelineError
 
 CLOSE_RATIO = 1 / 3  # nearest / second-nearest below this: a close copy
-CELLS_PER_IMAGES = 200  # one k-means cell per 200 of the smaller image count (N = 10,000: 50 cells, the paper's MNIST)
+CELLS_PER_IMAGES = 200  # one k-means cell per 200 of the smaller image count (N = 10,000: 50 cells)
 MAX_CELLS = 50
 TAU_MIN_SAMPLES = 20  # a cell counts when it holds at least this many samples and this many held-out images
 KMEANS_SEED = 0
