@@ -6,7 +6,7 @@ images (the reference split, never trained on) are the yardstick: a model that g
 far from the training set as unseen real images are; a model that memorises puts them closer.
 
 - **C_T** (Meehan, Chaudhuri & Dasgupta 2020, "A Non-Parametric Test to Detect Data-Copying in Generative
-  Models", AISTATS, eq. 3): the training set is cut into cells by k-means; in each cell the nearest-training
+  Models", AISTATS): the training set is cut into cells by k-means; in each cell the nearest-training
   distances of the samples Q and of the held-out images P that fall in it are compared by the Mann-Whitney U
   test, as the z-score Z_U = (U - mn/2) / sqrt(mn(m + n + 1)/12), U counting the (sample, held-out) pairs
   whose sample is the farther; C_T is the average of the cells' Z_U weighted by the held-out images' share of
