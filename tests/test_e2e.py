@@ -350,3 +350,14 @@ def test_the_evaluation_recipe_at_n_reruns_only_sampling_and_scoring(repo):
     assert metrics["fid_floor"] > 0 and metrics["kid_floor_std"] >= 0 and np.isfinite(metrics["copy_ct"])
     bad = subprocess.run(["bash", "scripts/evaluate_at.sh", "ten"], cwd=dest, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("usage: bash scripts/evaluate_at.sh N")
+
+    # the results page's numbers are copied from the experiment's own files (scripts/field_results.py)
+    run([sys.executable, "scripts/field_results.py", "at24", "--out", "field/at24.json", "--pictures", "field/at24"],
+        dest, env)
+    found = json.loads((dest / "field" / "at24.json").read_text())
+    assert found["num_images"] == 24 and found["epochs"] == 2 and found["commit"] == run(
+        ["git", "rev-parse", ref], dest, env).strip()
+    assert {k: found[k] for k in metrics if k in found} == {k: v for k, v in metrics.items() if k in found}
+    assert {"fid", "kid_floor_std", "copy_ct", "copy_close_share_held_out"} <= set(found)
+    assert found["sampler"] == {"sampler": "ddim", "steps": 4, "eta": 0.0, "nfe": 8}  # guided: two calls a step
+    assert sorted(p.name for p in (dest / "field" / "at24").iterdir()) == ["copies.png", "grid.png", "loss.png"]
