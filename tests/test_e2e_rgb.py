@@ -66,6 +66,7 @@ def test_tiny_rgb_system_b_run(tmp_path):
           "--process-gif", out / "process.gif", "--process-strip", out / "strip.png")
     stage("evaluate.py", "--samples", out / "samples.npy", "--reference-features", out / "ref_features.npy",
           "--train-features", out / "train_features.npy", "--weights", out / "inception.pth", "--params", p,
+          "--reference-images", out / "ref.npy", "--train-images", out / "train.npy", "--copies", out / "copies.png",
           "--live", out / "eval_live",
           "--report", out / "evaluate.json", "--cost", out / "evaluate_cost.json")
 
@@ -76,6 +77,9 @@ def test_tiny_rgb_system_b_run(tmp_path):
     assert protocol["num_real"] == 10 and protocol["num_generated"] == 10
     scores = json.loads((out / "eval_live" / "metrics.json").read_text())
     assert np.isfinite(scores["fid"]) and np.isfinite(scores["fid_floor"]) and 0 <= scores["recall"] <= 1
+    # the data-copying check in pixels (System B has no classifier), as its dvc.yaml runs it
+    assert protocol["data_copying"]["embedding"] == "pixels scaled to [0, 1]" and np.isfinite(scores["copy_ct"])
+    assert protocol["data_copying"]["training_images"] == 30 and (out / "copies.png").exists()
     grids = out / "live" / "plots" / "images" / "grids"
     assert sorted(f.name for f in grids.iterdir()) == ["epoch_001.png", "epoch_002.png"]
     assert Image.open(out / "process.gif").n_frames == 5
