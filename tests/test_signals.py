@@ -249,6 +249,35 @@ def test_two_processes_stop_at_one_step_and_a_dead_rank_ends_the_run(tmp_path):
     assert json.loads((tmp_path / "reports" / "train.json").read_text())["steps"] == EPOCHS * STEPS_PER_EPOCH
 
 
+def on_a_terminal(cmd: list, signal_after: bytes | None = None) -> tuple[bytes, int]:
+    """Run `cmd` on a terminal (120 columns, so progress bars show); with `signal_after`, send it SIGTERM once its
+    output holds those bytes. -> (everything it wrote, its exit status)."""
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=environment())
+    os.close(terminal)
+    seen = b""
+    try:
+        while signal_after is not None and signal_after not in seen:
+            assert select.select([master], [], [], 60)[0], seen
+            seen += os.read(master, 4096)  # (an OSError when the process ended before)
+        if signal_after is not None:
+            proc.send_signal(signal.SIGTERM)
+        while select.select([master], [], [], 60)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal's other side closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        return seen, proc.wait(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_a_sampling_stage_stopped_mid_way_keeps_its_previous_outputs(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["sample"].update(num_images=300, steps=50, batch_size=100, device="cpu", grid_images=4, process_seeds=1,
@@ -263,30 +292,8 @@ def test_a_sampling_stage_stopped_mid_way_keeps_its_previous_outputs(tmp_path):
     cmd = [sys.executable, str(LAUNCH), str(ROOT / "stages" / "sample.py"), "--checkpoint",
            str(ROOT / "tests" / "fixtures" / "tiny_unet.pt"), "--params", str(tmp_path / "params.yaml"),
            *[a for flag, name in outputs.items() for a in (flag, str(out / name))]]
-    # on a terminal (120 columns), whose progress bar shows when sampling has begun
-    master, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=environment())
-    os.close(terminal)
-    seen = b""
-    try:
-        while b"sampling" not in seen:
-            assert select.select([master], [], [], 60)[0], seen
-            seen += os.read(master, 4096)  # (an OSError when the stage ended before sampling)
-        proc.send_signal(signal.SIGTERM)
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the terminal's other side closed
-                break
-            if not chunk:
-                break
-            seen += chunk
-        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
+    seen, code = on_a_terminal(cmd, signal_after=b"sampling")  # its progress bar shows sampling has begun
+    assert code == 128 + signal.SIGTERM
     # the progress bar ended, then the line
     tail = seen.decode(errors="replace")[-200:]
     assert tail.endswith("\r\nsample: stopped by SIGTERM; previous outputs kept\r\n"), tail
@@ -317,26 +324,8 @@ def test_a_stop_while_a_progress_bar_is_drawn_ends_its_line_first(tmp_path):
     ends the bar's line before the stop line."""
     script = tmp_path / "stage.py"
     script.write_text(BAR)
-    master, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    proc = subprocess.Popen([sys.executable, str(LAUNCH), str(script)], stdin=subprocess.DEVNULL, stdout=terminal,
-                            stderr=terminal, env=environment())
-    os.close(terminal)
-    seen = b""
-    try:
-        while select.select([master], [], [], 60)[0]:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the terminal's other side closed
-                break
-            if not chunk:
-                break
-            seen += chunk
-        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
+    seen, code = on_a_terminal([sys.executable, str(LAUNCH), str(script)])
+    assert code == 128 + signal.SIGTERM
     out = seen.decode(errors="replace")
     assert "work:" in out and "not reached" not in out, out
     assert out.endswith("\r\nstage: stopped by SIGTERM; previous outputs kept\r\n"), out
