@@ -111,6 +111,15 @@ def test_resumed_and_continued_runs_equal_uninterrupted_ones(tmp_path):
     assert set(summary) == {"step", "train"}
     assert set(summary["train"]) == {"loss", "epoch_loss", "final_loss", "best_loss"}
     assert (tmp_path / "live" / "plots" / "metrics" / "cost" / "img_per_s.tsv").exists()
+    # run again on the finished state (what `dvc repro` does after a code change that keeps the state): it
+    # trains nothing, and the checkpoint, the curves and metrics.json stay the uninterrupted run's
+    again = train(tiny_images(), diffusion, TINY, cfg, state_dir=state, progress=False,
+                  history=TrainingLog(tmp_path / "live"))
+    torch.testing.assert_close(again.checkpoint["ema"], full.checkpoint["ema"], rtol=0, atol=0)
+    assert json.loads((tmp_path / "live" / "metrics.json").read_text()) == summary
+    for name in ("train/loss.tsv", "train/epoch_loss.tsv"):
+        assert ((tmp_path / "live" / "plots" / "metrics" / name).read_text()
+                == (tmp_path / "live_full" / "plots" / "metrics" / name).read_text()), name
 
     shorter = tmp_path / "shorter"
     train(tiny_images(), diffusion, TINY, train_cfg(epochs=1, batch_size=6, checkpoint_every=2), state_dir=shorter,

@@ -59,6 +59,10 @@ class TrainingLog:
         if resumed_step is not None:
             truncate_history(self.directory, resumed_step)
         self.live = open_live(self.directory, resume=resumed_step is not None)
+        if resumed_step is not None:
+            # DVCLive's resume moves to the step after the last one logged; a run resumed at its end logs no
+            # new step, so its metrics.json must keep the saved step, as the uninterrupted run's does
+            self.live.step = resumed_step
 
     def log(self, step: int, values: dict[str, float]) -> None:
         """Append `values` (names like `train/loss`, `schedule/lr`, `cost/img_per_s`) at optimizer step `step`."""
