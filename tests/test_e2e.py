@@ -361,3 +361,10 @@ def test_the_evaluation_recipe_at_n_reruns_only_sampling_and_scoring(repo):
     assert {"fid", "kid_floor_std", "copy_ct", "copy_close_share_held_out"} <= set(found)
     assert found["sampler"] == {"sampler": "ddim", "steps": 4, "eta": 0.0, "nfe": 8}  # guided: two calls a step
     assert sorted(p.name for p in (dest / "field" / "at24").iterdir()) == ["copies.png", "grid.png", "loss.png"]
+    train = json.loads(run(["git", "show", f"{ref}:costs/train.json"], dest, env))
+    assert found["costs"]["train_s"] == train["train_time_s"] >= train["wall_time_s"] > 0  # the whole run's
+    foreign = subprocess.run([sys.executable, "scripts/field_results.py", "at24", "--out", "field/x.json",
+                              "--train-costs", "HEAD"], cwd=dest, env=env, capture_output=True, text=True)
+    assert foreign.returncode == 1 and foreign.stderr.splitlines() == [
+        f"error: {run(['git', 'rev-parse', 'HEAD'], dest, env)[:7]} has no dvc.lock, so its checkpoint is unknown"]
+    assert not (dest / "field" / "x.json").exists()

@@ -116,6 +116,14 @@ def test_resumed_and_continued_runs_equal_uninterrupted_ones(tmp_path):
     again = train(tiny_images(), diffusion, TINY, cfg, state_dir=state, progress=False,
                   history=TrainingLog(tmp_path / "live"))
     torch.testing.assert_close(again.checkpoint["ema"], full.checkpoint["ema"], rtol=0, atol=0)
+    # the cost is the whole run's over its invocations: the resumed one timed the rest of epoch 1 (its first
+    # part was after the last save, so it is redone) and epochs 2-3; the third trained nothing and adds ~0 s
+    assert (full.cost["invocations"], full.cost["epochs_timed"]) == (1, 3)
+    assert (resumed.cost["invocations"], resumed.cost["epochs_timed"]) == (2, 3)
+    assert resumed.cost["train_time_s"] > resumed.cost["wall_time_s"] > 0
+    assert (again.cost["invocations"], again.cost["epoch_img_per_s"]) == (3, resumed.cost["epoch_img_per_s"])
+    assert abs(again.cost["train_time_s"] - resumed.cost["train_time_s"]) < 1.0  # trained nothing more
+    assert again.cost["train_time_s"] > 10 * again.cost["wall_time_s"]
     assert json.loads((tmp_path / "live" / "metrics.json").read_text()) == summary
     for name in ("train/loss.tsv", "train/epoch_loss.tsv"):
         assert ((tmp_path / "live" / "plots" / "metrics" / name).read_text()

@@ -16,6 +16,7 @@ import hashlib
 import math
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -115,6 +116,11 @@ class TrainingState:
     epoch_losses: list[dict] = field(default_factory=list)
     best: Optional[dict] = None  # keep: best: the lowest epoch loss so far and its checkpoint (rank 0)
     saved_step: Optional[int] = None  # the step of the last state saved or resumed
+    # The run's cost over all its invocations: seconds of training before this invocation (None: it continues a
+    # state saved without timings), invocations so far, and each finished epoch's images and seconds (an epoch
+    # resumed mid-way: its resumed part). Saved with the state; never part of the checkpoint.
+    timings: dict = field(default_factory=lambda: {"seconds": 0.0, "invocations": 1, "epochs": []})
+    started: float = field(default_factory=time.perf_counter)  # when this invocation's state was made
 
     def __post_init__(self) -> None:
         self.epoch_sum = torch.zeros((), device=self.device) if self.epoch_sum is None else self.epoch_sum
@@ -166,7 +172,8 @@ class TrainingState:
                 "ema": cpu_state(self.ema), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "torch_rng": torch.get_rng_state(),
                 **{k: getattr(self, k) for k in COUNTERS},
-                **{k: getattr(self, k).cpu() for k in SUMS}}
+                **{k: getattr(self, k).cpu() for k in SUMS},
+                "timings": self.timings_now()}
 
     def load_state_dict(self, saved: dict) -> None:
         self.model.load_state_dict(saved["model"])
@@ -178,6 +185,20 @@ class TrainingState:
         for key in SUMS:
             setattr(self, key, saved[key].to(self.device))
         self.saved_step = self.step
+        earlier = saved.get("timings") or {"seconds": None, "invocations": None, "epochs": []}  # an older state
+        self.timings = {"seconds": earlier["seconds"], "epochs": list(earlier["epochs"]),
+                        "invocations": None if earlier["invocations"] is None else earlier["invocations"] + 1}
+        self.started = time.perf_counter()
+
+    def timings_now(self) -> dict:
+        """`timings` with this invocation's time so far added (the time lost to a kill after the last save is
+        not in a resumed run's total: the work it did is redone and counted then)."""
+        before = self.timings["seconds"]
+        return {**self.timings, "seconds": None if before is None else before + time.perf_counter() - self.started}
+
+    def time_epoch(self, images: int, seconds: float) -> None:
+        """Record the epoch just ended: `images` trained in `seconds` by this invocation."""
+        self.timings["epochs"].append({"epoch": self.epoch + 1, "images": images, "seconds": seconds})
 
     def save(self) -> None:
         """Save the complete state at the current step to `state_dir` (atomically; rank 0 writes). Every rank

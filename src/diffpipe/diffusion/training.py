@@ -236,7 +236,7 @@ def optimizer_step(state: TrainingState, loss: torch.Tensor, lr: float) -> None:
 
 
 class Clock:
-    """Throughput of this invocation (not saved: a resumed run times only the part it ran)."""
+    """Throughput of this invocation (the state keeps the run's timings across invocations)."""
 
     def __init__(self) -> None:
         self.start = self.window_start = self.epoch_start = time.perf_counter()
@@ -294,14 +294,19 @@ def train_report(state: TrainingState, kept: Optional[dict], images_seen: int) -
     }
 
 
-def train_cost(clock: Clock, wall: float, world: distributed.World, device: torch.device) -> dict:
-    """Timings (they differ on every run)."""
-    images_timed = sum(i for i, _ in clock.epochs)
+def train_cost(state: TrainingState, wall: float, world: distributed.World, device: torch.device) -> dict:
+    """Timings (they differ on every run): this invocation's wall time, and the whole run's, over every
+    invocation that built the state (a run stopped and resumed, or re-run after a code change that kept it)."""
+    timings = state.timings_now()
+    epochs = timings["epochs"]
+    images_timed = sum(e["images"] for e in epochs)
     return {
-        "wall_time_s": wall,  # this invocation (a resumed run times only the part it ran)
-        "img_per_s": images_timed / sum(s for _, s in clock.epochs) if images_timed else None,
-        "epochs_timed": len(clock.epochs),
-        "epoch_img_per_s": [i / s for i, s in clock.epochs],
+        "wall_time_s": wall,  # this invocation
+        "train_time_s": timings["seconds"],  # the whole run (None: it continued a state saved without timings)
+        "invocations": timings["invocations"],
+        "img_per_s": images_timed / sum(e["seconds"] for e in epochs) if images_timed else None,
+        "epochs_timed": len(epochs),
+        "epoch_img_per_s": [e["images"] / e["seconds"] for e in epochs],
         "processes": world.size,
         "device": str(device),
     }
@@ -388,6 +393,7 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
             # end of epoch: mean loss, best epoch, preview grid, save, and a stop if asked
             epoch_loss = state.end_epoch(per_epoch)
             img_per_s = clock.end_epoch()
+            state.time_epoch(*clock.epochs[-1])
             if history is not None:
                 history.log(state.step, {"train/epoch_loss": epoch_loss})
             if world.main:
@@ -414,4 +420,4 @@ def train(images: np.ndarray, diffusion: DiffusionConfig, model_cfg: ModelConfig
     if history is not None:
         history.summary({f"train/{k}": v for k, v in summary.items()})
     return TrainResult(kept, state.step_losses, state.epoch_losses, summary,
-                       train_report(state, kept, cfg.epochs * per_epoch), train_cost(clock, wall, world, device))
+                       train_report(state, kept, cfg.epochs * per_epoch), train_cost(state, wall, world, device))
